@@ -1,0 +1,93 @@
+"""A GPU node pool as a Karpenter NodePool + EC2NodeClass: empty until a pod asks for `nvidia.com/gpu`.
+
+Nodes boot the EKS-optimized AL2023 NVIDIA AMI (driver and container toolkit included), carry the `nvidia.com/gpu`
+NoSchedule taint so only pods that tolerate it land there, and are removed once empty for `consolidateAfter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.launch_template import IMDS_HOP_LIMIT, ROOT_DEVICE
+from platform_config import GpuPoolConfig
+from platform_config.versions import AL2023_AMI_ALIAS
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+POOL_LABEL = "mlplatform.io/gpu-pool"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPoolArgs:
+    config: GpuPoolConfig
+    cluster_name: str
+    node_role_name: pulumi.Input[str]
+    cluster_security_group_id: pulumi.Input[str]
+    k8s_provider: k8s.Provider
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The Karpenter CRDs and controller."""
+
+
+def node_class_spec(args: GpuPoolArgs) -> dict:
+    cfg = args.config
+    return {
+        "role": args.node_role_name,
+        "amiSelectorTerms": [{"alias": AL2023_AMI_ALIAS}],
+        "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": args.cluster_name}}],
+        "securityGroupSelectorTerms": [{"id": args.cluster_security_group_id}],
+        "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required",
+                            "httpPutResponseHopLimit": IMDS_HOP_LIMIT, "httpProtocolIPv6": "disabled"},
+        "blockDeviceMappings": [{"deviceName": ROOT_DEVICE, "rootVolume": True, "ebs": {
+            "volumeSize": f"{cfg.disk_size_gib}Gi", "volumeType": "gp3", "encrypted": True,
+            "deleteOnTermination": True}}],
+        "tags": {"mlplatform.io/gpu-pool": cfg.name},
+    }
+
+
+def node_pool_spec(cfg: GpuPoolConfig, node_class: str) -> dict:
+    return {
+        "template": {
+            "metadata": {"labels": {POOL_LABEL: cfg.name, GPU_PRESENT_LABEL: "true"}},
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class},
+                "requirements": [
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": cfg.instance_types},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [cfg.capacity_type]},
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                ],
+                "taints": [GPU_TAINT],
+                # Replace nodes monthly so they pick up patched AMIs; long training jobs opt out per pod with
+                # the karpenter.sh/do-not-disrupt annotation.
+                "expireAfter": "720h",
+            },
+        },
+        # Both bounds: `nodes` is the configured maxNodes, the GPU limit follows from the largest type's count.
+        "limits": {"nodes": str(cfg.max_nodes), "nvidia.com/gpu": str(cfg.max_gpus)},
+        "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": cfg.consolidate_after,
+                       "budgets": [{"nodes": "10%"}]},
+    }
+
+
+class GpuPool(pulumi.ComponentResource):
+    node_pool_name: str
+
+    def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:cluster:GpuPool", name, None, opts)
+        pool = args.config.name
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
+        node_class = k8s.apiextensions.CustomResource(
+            f"{name}-nodeclass", api_version="karpenter.k8s.aws/v1", kind="EC2NodeClass",
+            metadata={"name": pool, "labels": {POOL_LABEL: pool}}, spec=node_class_spec(args), opts=k8s_opts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-nodepool", api_version="karpenter.sh/v1", kind="NodePool",
+            metadata={"name": pool, "labels": {POOL_LABEL: pool}}, spec=node_pool_spec(args.config, pool),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[*args.depends_on, node_class]))
+        self.node_pool_name = pool
+        self.register_outputs({"node_pool": pool, "max_nodes": args.config.max_nodes,
+                               "max_gpus": args.config.max_gpus})

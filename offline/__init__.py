@@ -1,0 +1,1 @@
+"""Run the Pulumi program with no engine, no credentials and no network, and record what it declares."""

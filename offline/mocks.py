@@ -1,0 +1,102 @@
+"""Mock cloud responses: the outputs AWS would compute for the resources the program declares.
+
+Only outputs the program actually reads need to be realistic (ARNs, names, the EKS endpoint). IDs are derived from
+type and name so that a run is reproducible and a plan can be diffed between revisions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pulumi
+
+ACCOUNT_ID = "123456789012"
+
+# Prefixes AWS uses for the IDs of these resources, so references in the plan read like the real thing.
+_ID_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+    "aws:ec2/flowLog:FlowLog": "fl",
+}
+
+
+def _digest(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def mock_id(type_: str, name: str) -> str:
+    prefix = _ID_PREFIXES.get(type_)
+    return f"{prefix}-{_digest(type_, name)}" if prefix else f"{name}-{_digest(type_, name, length=8)}"
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and invokes as AWS and Kubernetes would, deterministically."""
+
+    def __init__(self, region: str):
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        rid = mock_id(args.typ, args.name)
+        computed = self._computed(args.typ, args.name, rid, args.inputs)
+        rid = computed.pop("id", rid)
+        return rid, {**args.inputs, **computed}
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        raise NotImplementedError(f"the offline run has no mock for invoke {args.token}")
+
+    def _computed(self, type_: str, name: str, rid: str, inputs: dict) -> dict:
+        region, acct = self.region, ACCOUNT_ID
+        if type_ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name)}{_digest(name, length=12)}"
+            return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket}
+        if type_ == "random:index/randomPassword:RandomPassword":
+            return {"result": f"offline-{_digest(name, length=24)}"}
+        if type_ == "aws:iam/role:Role":
+            role = inputs.get("name") or f"{name}-{_digest(name, length=7)}"
+            return {"name": role, "arn": f"arn:aws:iam::{acct}:role/{role}", "uniqueId": f"AROA{_digest(name)}"}
+        if type_ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            url = inputs.get("url", "").removeprefix("https://")
+            return {"arn": f"arn:aws:iam::{acct}:oidc-provider/{url}"}
+        if type_ == "aws:kms/key:Key":
+            return {"arn": f"arn:aws:kms:{region}:{acct}:key/{rid}", "keyId": rid}
+        if type_ == "aws:eks/cluster:Cluster":
+            cluster = inputs.get("name", name)
+            oidc_id = _digest(cluster, length=32).upper()
+            return {
+                "arn": f"arn:aws:eks:{region}:{acct}:cluster/{cluster}",
+                "endpoint": f"https://{oidc_id}.gr7.{region}.eks.amazonaws.com",
+                "certificateAuthority": {"data": base64.b64encode(b"offline-ca-certificate").decode()},
+                "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{oidc_id}"}]}],
+                "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": mock_id(
+                    "aws:ec2/securityGroup:SecurityGroup", f"{cluster}-cluster")},
+                "status": "ACTIVE",
+            }
+        if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
+            return {"latestVersion": 1, "arn": f"arn:aws:ec2:{region}:{acct}:launch-template/{rid}"}
+        if type_ == "aws:eks/nodeGroup:NodeGroup":
+            return {"nodeGroupName": inputs.get("nodeGroupName", f"{name}-{_digest(name, length=8)}"),
+                    "arn": f"arn:aws:eks:{region}:{acct}:nodegroup/{inputs.get('clusterName')}/{name}/{rid}"}
+        if type_ == "aws:sqs/queue:Queue":
+            queue = inputs.get("name", name)
+            return {"arn": f"arn:aws:sqs:{region}:{acct}:{queue}", "url": f"https://sqs.{region}.amazonaws.com/{acct}/{queue}"}
+        if type_ == "aws:cloudwatch/logGroup:LogGroup":
+            return {"arn": f"arn:aws:logs:{region}:{acct}:log-group:{inputs.get('name', name)}"}
+        if type_.startswith("aws:") and "arn" not in inputs:
+            service = type_.split(":")[1].split("/")[0]
+            return {"arn": f"arn:aws:{service}:{region}:{acct}:{name}/{rid}"}
+        return {}

@@ -1,0 +1,171 @@
+"""Parse and validate the stack config into `PlatformConfig`, reporting every problem in one `ConfigError`."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Mapping
+
+from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
+from platform_config.model import (ClusterConfig, DataLakeConfig, GpuPoolConfig, NetworkConfig, NodeGroupConfig,
+                                   PlatformConfig)
+from platform_config.reader import ConfigError, Problems, Section, decode
+from platform_config.versions import DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS
+
+_NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+_DURATION = r"[1-9][0-9]*(s|m|h)"
+_IAM_PRINCIPAL = r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+"
+
+
+def load_config(values: Mapping[str, str], project: str, stack: str) -> PlatformConfig:
+    """`values` is the flat `namespace:key -> text` map the Pulumi language host provides."""
+    problems = Problems()
+    ns = f"{project}:"
+    raw = {k[len(ns):]: decode(v) for k, v in values.items() if k.startswith(ns)}
+    top = Section(raw, project, problems, separator=":")
+    region = values.get("aws:region", "")
+    if not region:
+        problems.add("aws:region", "required; set it with `pulumi config set aws:region us-east-1`")
+
+    environment = top.string("environment", choices=("dev", "staging", "prod"))
+    network = _network(top, region)
+    data_lake = _data_lake(top.section("dataLake"))
+    cluster = _cluster(top, f"{project}-{stack}")
+    system_nodes = _system_nodes(top.section("systemNodes"))
+    gpu_pools = _gpu_pools(top)
+    tags = top.string_map("tags")
+    top.finish()
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return PlatformConfig(environment=environment, region=region, network=network, data_lake=data_lake,
+                          cluster=cluster, system_nodes=system_nodes, gpu_pools=gpu_pools, tags=tags)
+
+
+def _network(top: Section, region: str) -> NetworkConfig:
+    cidr = top.cidr("vpcCidr", "10.0.0.0/16", min_prefix=16, max_prefix=20)
+    zones = top.string_list("availabilityZones", [], min_items=2)
+    if len(zones) > 6:
+        top.problems.add(top.key("availabilityZones"), f"at most 6 zones are supported, got {len(zones)}")
+    for zone in zones:
+        if region and not (zone.startswith(region) and len(zone) == len(region) + 1):
+            top.problems.add(top.key("availabilityZones"), f"{zone!r} is not a zone of aws:region {region!r} "
+                                                            f"(expected e.g. {region}a)")
+    nat = top.string("natGateways", "single", choices=("single", "perAz"))
+    flow = top.section("flowLogs")
+    enabled = flow.boolean("enabled", False)
+    retention = flow.integer("retentionDays", 30, minimum=1, maximum=3653)
+    flow.finish()
+    return NetworkConfig(cidr=cidr or ipaddress.IPv4Network("10.0.0.0/16"), availability_zones=zones,
+                         nat_gateways=nat, flow_logs=enabled, flow_log_retention_days=retention)
+
+
+def _data_lake(s: Section) -> DataLakeConfig:
+    lake = DataLakeConfig(
+        protect=s.boolean("protect", True),
+        force_destroy=s.boolean("forceDestroy", False),
+        raw_infrequent_access_days=s.integer("rawInfrequentAccessDays", 30, minimum=30, maximum=3650),
+        raw_glacier_days=s.integer("rawGlacierDays", 180, minimum=31, maximum=3650),
+        noncurrent_version_days=s.integer("noncurrentVersionDays", 90, minimum=1, maximum=3650),
+        access_log_retention_days=s.integer("accessLogRetentionDays", 365, minimum=1, maximum=3650),
+        kms_deletion_window_days=s.integer("kmsDeletionWindowDays", 30, minimum=7, maximum=30),
+    )
+    if lake.protect and lake.force_destroy:
+        s.problems.add(s.key("forceDestroy"), "true conflicts with dataLake.protect=true; protected data is never "
+                                              "destroyed, so set one of them to false")
+    if lake.raw_glacier_days <= lake.raw_infrequent_access_days:
+        s.problems.add(s.key("rawGlacierDays"), f"{lake.raw_glacier_days} must be greater than "
+                                                f"rawInfrequentAccessDays ({lake.raw_infrequent_access_days})")
+    s.finish()
+    return lake
+
+
+def _cluster(top: Section, name: str) -> ClusterConfig:
+    version = top.string("clusterVersion", DEFAULT_CLUSTER_VERSION, choices=EKS_ADDON_VERSIONS)
+    public = top.boolean("endpointPublicAccess", False)
+    cidrs = top.string_list("publicAccessCidrs", [])
+    for text in cidrs:
+        try:
+            if ipaddress.IPv4Network(text).prefixlen == 0:
+                top.problems.add(top.key("publicAccessCidrs"), "0.0.0.0/0 opens the API server to the internet; "
+                                                               "list your office or VPN ranges instead")
+        except ValueError:
+            top.problems.add(top.key("publicAccessCidrs"), f"{text!r} is not an IPv4 CIDR block")
+    if public and not cidrs:
+        top.problems.add(top.key("publicAccessCidrs"), "required when endpointPublicAccess is true; list the CIDR "
+                                                       "blocks allowed to reach the API server")
+    if cidrs and not public:
+        top.problems.add(top.key("publicAccessCidrs"), "set, but endpointPublicAccess is false; remove it or set "
+                                                       "endpointPublicAccess: true")
+    admins = top.string_list("clusterAdmins", [])
+    for arn in admins:
+        if not _matches(_IAM_PRINCIPAL, arn):
+            top.problems.add(top.key("clusterAdmins"), f"{arn!r} is not an IAM role or user ARN "
+                                                       "(arn:aws:iam::<account>:role/<name>)")
+    overrides = top.string_map("addonVersions")
+    known_addons = EKS_ADDON_VERSIONS.get(version, {})
+    for addon in sorted(set(overrides) - set(known_addons)):
+        top.problems.add(top.key(f"addonVersions.{addon}"), f"unknown add-on; known: {', '.join(sorted(known_addons))}")
+    return ClusterConfig(
+        name=name, version=version, endpoint_public_access=public, public_access_cidrs=cidrs, admin_arns=admins,
+        bootstrap_creator_admin=top.boolean("bootstrapCreatorAdmin", True),
+        log_retention_days=top.integer("controlPlaneLogRetentionDays", 90, minimum=1, maximum=3653),
+        deletion_protection=top.boolean("clusterDeletionProtection", True),
+        workload_identity=top.string("workloadIdentity", "pod-identity", choices=("pod-identity", "irsa")),
+        addon_versions={**known_addons, **overrides},
+    )
+
+
+def _system_nodes(s: Section) -> NodeGroupConfig:
+    nodes = NodeGroupConfig(
+        instance_types=s.string_list("instanceTypes", ["m6i.large", "m6a.large"], min_items=1),
+        min_size=s.integer("minSize", 2, minimum=1, maximum=100),
+        desired_size=s.integer("desiredSize", 2, minimum=1, maximum=100),
+        max_size=s.integer("maxSize", 4, minimum=1, maximum=100),
+        disk_size_gib=s.integer("diskSizeGiB", 50, minimum=20, maximum=1000),
+    )
+    for t in nodes.instance_types:
+        if t in GPU_INSTANCE_TYPES:
+            s.problems.add(s.key("instanceTypes"), f"{t} is a GPU type; system nodes run add-ons, put GPUs in gpuPools")
+    if nodes.min_size > nodes.max_size:
+        s.problems.add(s.key("minSize"), f"{nodes.min_size} is above maxSize ({nodes.max_size})")
+    if not nodes.min_size <= nodes.desired_size <= nodes.max_size:
+        s.problems.add(s.key("desiredSize"), f"{nodes.desired_size} must be between minSize ({nodes.min_size}) "
+                                             f"and maxSize ({nodes.max_size})")
+    s.finish()
+    return nodes
+
+
+def _gpu_pools(top: Section) -> list[GpuPoolConfig]:
+    pools = []
+    for s in top.sections("gpuPools", []):
+        name = s.string("name", pattern=_NAME, hint=" (lower-case letters, digits and '-', 2-32 characters)")
+        types = s.string_list("instanceTypes", [], min_items=1)
+        unknown = [t for t in types if t not in GPU_INSTANCE_TYPES]
+        for t in unknown:
+            s.problems.add(s.key("instanceTypes"), f"{t!r} is not a known GPU instance type; known families: "
+                                                   "g4dn, g5, g6, g6e, p3, p4d, p4de, p5, p5e, p5en "
+                                                   "(platform_config/gpu_catalog.py)")
+        counts = [GPU_INSTANCE_TYPES[t].gpus for t in types if t in GPU_INSTANCE_TYPES]
+        pools.append(GpuPoolConfig(
+            name=name, instance_types=types, max_gpus_per_node=max(counts, default=1),
+            capacity_type=s.string("capacityType", "on-demand", choices=("spot", "on-demand")),
+            max_nodes=s.integer("maxNodes", 2, minimum=1, maximum=100),
+            disk_size_gib=s.integer("diskSizeGiB", 200, minimum=50, maximum=4000),
+            consolidate_after=s.string("consolidateAfter", "10m", pattern=_DURATION, hint=" (e.g. 30s, 10m, 1h)"),
+        ))
+        s.finish()
+    names = [p.name for p in pools]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        top.problems.add(top.key("gpuPools"), f"pool name {dup!r} is used more than once")
+    return pools
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.fullmatch(pattern, text) is not None
+
+
+def load_stack_config(project: str, stack: str) -> PlatformConfig:
+    """The config of the running program, as the Pulumi language host handed it over."""
+    from pulumi.runtime import config as runtime_config
+    values: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return load_config({k: v if isinstance(v, str) else str(v) for k, v in values.items()}, project, stack)

@@ -1,0 +1,114 @@
+"""The typed stack config. Every field's default is stated here; stack files override them per environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+NatMode = Literal["single", "perAz"]
+CapacityType = Literal["spot", "on-demand"]
+IdentityMode = Literal["pod-identity", "irsa"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: ipaddress.IPv4Network
+    """`vpcCidr`, default 10.0.0.0/16. Split into one private and one public subnet per AZ."""
+    availability_zones: list[str]
+    """`availabilityZones`, required, 2 to 6 zones of `aws:region`."""
+    nat_gateways: NatMode = "single"
+    """`natGateways`: `single` (cheap, one AZ's NAT is a single point of failure) or `perAz` (one per AZ)."""
+    flow_logs: bool = False
+    """`flowLogs.enabled`, default false: VPC flow logs to CloudWatch Logs."""
+    flow_log_retention_days: int = 30
+    """`flowLogs.retentionDays`, default 30."""
+
+
+@dataclass(frozen=True)
+class DataLakeConfig:
+    protect: bool = True
+    """`dataLake.protect`, default true: buckets and the key are protected and retained on `pulumi destroy`."""
+    force_destroy: bool = False
+    """`dataLake.forceDestroy`, default false: let `pulumi destroy` empty buckets. Conflicts with `protect`."""
+    raw_infrequent_access_days: int = 30
+    """`dataLake.rawInfrequentAccessDays`, default 30: raw objects move to STANDARD_IA after this many days."""
+    raw_glacier_days: int = 180
+    """`dataLake.rawGlacierDays`, default 180: raw objects move to GLACIER_IR; must exceed the IA transition."""
+    noncurrent_version_days: int = 90
+    """`dataLake.noncurrentVersionDays`, default 90: overwritten or deleted versions are removed after this."""
+    access_log_retention_days: int = 365
+    """`dataLake.accessLogRetentionDays`, default 365."""
+    kms_deletion_window_days: int = 30
+    """`dataLake.kmsDeletionWindowDays`, default 30 (AWS allows 7 to 30)."""
+
+
+@dataclass(frozen=True)
+class NodeGroupConfig:
+    instance_types: list[str]
+    """`systemNodes.instanceTypes`, default [m6i.large, m6a.large]."""
+    min_size: int = 2
+    desired_size: int = 2
+    max_size: int = 4
+    disk_size_gib: int = 50
+
+
+@dataclass(frozen=True)
+class GpuPoolConfig:
+    name: str
+    """`gpuPools[i].name`: lower-case, used in the NodePool name and the `mlplatform.io/gpu-pool` label."""
+    instance_types: list[str]
+    """`gpuPools[i].instanceTypes`: from the GPU catalog (platform_config/gpu_catalog.py)."""
+    max_gpus_per_node: int
+    """Derived from the catalog (the largest type's GPU count); not a config key."""
+    capacity_type: CapacityType = "on-demand"
+    """`gpuPools[i].capacityType`: `spot` or `on-demand`."""
+    max_nodes: int = 2
+    """`gpuPools[i].maxNodes`, default 2: the pool's node limit; its GPU limit is maxNodes x the largest type's GPUs."""
+    disk_size_gib: int = 200
+    """`gpuPools[i].diskSizeGiB`, default 200: CUDA images are large."""
+    consolidate_after: str = "10m"
+    """`gpuPools[i].consolidateAfter`, default 10m: how long an empty GPU node lives before it is removed."""
+
+    @property
+    def max_gpus(self) -> int:
+        return self.max_nodes * self.max_gpus_per_node
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str
+    """Derived: `<project>-<stack>`; also the Karpenter discovery tag value."""
+    version: str
+    """`clusterVersion`, default in platform_config/versions.py; must be one whose add-on versions are pinned."""
+    endpoint_public_access: bool = False
+    """`endpointPublicAccess`, default false: the API server is reachable only from inside the VPC."""
+    public_access_cidrs: list[str] = field(default_factory=list)
+    """`publicAccessCidrs`: required (and never 0.0.0.0/0) when `endpointPublicAccess` is true."""
+    admin_arns: list[str] = field(default_factory=list)
+    """`clusterAdmins`: IAM role/user ARNs given cluster-admin through access entries."""
+    bootstrap_creator_admin: bool = True
+    """`bootstrapCreatorAdmin`, default true: the identity running `pulumi up` is a cluster admin."""
+    log_retention_days: int = 90
+    """`controlPlaneLogRetentionDays`, default 90."""
+    workload_identity: IdentityMode = "pod-identity"
+    """`workloadIdentity`: `pod-identity` (default) or `irsa`."""
+    deletion_protection: bool = True
+    """`clusterDeletionProtection`, default true: EKS refuses to delete the cluster until it is turned off."""
+    addon_versions: dict[str, str] = field(default_factory=dict)
+    """Pinned EKS add-on versions for `version`, overridable per add-on with `addonVersions`."""
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    environment: str
+    """`environment`, required: dev, staging or prod. Used in names and tags, never to switch behaviour."""
+    region: str
+    """`aws:region`, required."""
+    network: NetworkConfig
+    data_lake: DataLakeConfig
+    cluster: ClusterConfig
+    system_nodes: NodeGroupConfig
+    gpu_pools: list[GpuPoolConfig]
+    tags: dict[str, str]
+    """`tags`: extra tags on every AWS resource (on top of project, stack and environment)."""
