@@ -81,7 +81,7 @@ class Cluster(pulumi.ComponentResource):
                 "subnet_ids": list(args.subnet_ids),
                 "endpoint_private_access": True,
                 "endpoint_public_access": cfg.endpoint_public_access,
-                "public_access_cidrs": cfg.public_access_cidrs if cfg.endpoint_public_access else None,
+                **({"public_access_cidrs": cfg.public_access_cidrs} if cfg.endpoint_public_access else {}),
             },
             access_config={"authentication_mode": "API",
                            "bootstrap_cluster_creator_admin_permissions": cfg.bootstrap_creator_admin},

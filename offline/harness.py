@@ -12,7 +12,7 @@ import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from google.protobuf import json_format
@@ -172,14 +172,17 @@ def _resolve_output(value: Any) -> Any:
 
 
 def run_program(stack: str, config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
-                program: Path | None = None) -> Plan:
-    """Run the program for `stack` (config from its stack file unless given) and return what it declared."""
+                program: Path | Callable[[], None] | None = None) -> Plan:
+    """Run the program for `stack` (config from its stack file unless given) and return what it declared.
+
+    `program` defaults to the real `__main__.py`; unit tests pass a function that declares one component.
+    """
     if config is None:
         config, secret_keys = stack_config(stack)
     return contextvars.Context().run(_run, stack, config, secret_keys or [], program or ROOT / "__main__.py")
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Path) -> Plan:
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Path | Callable[[], None]) -> Plan:
     project = project_name()
     pulumi.runtime.set_all_config(config, secret_keys)
     region = config.get("aws:region", "us-east-1")
@@ -187,7 +190,8 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Pa
     monitor = RecordingMonitor(mocks)
     pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi_mocks.SETTINGS.rpc_manager.clear()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    body = program if callable(program) else lambda: runpy.run_path(str(program), run_name="__main__")
+    _sync_await(run_pulumi_func(body))
     root = pulumi.runtime.get_root_resource()
     outputs = {name: _resolve_output(value) for name, value in sorted(root.outputs.items())}
     resources = sorted(monitor.records, key=lambda r: r["urn"])
