@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 FORMAT ?= tree
 
-.PHONY: setup test plan plans clean
+.PHONY: setup test plan plans policy clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ test: setup
 
 plan: setup
 	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT)
+
+policy: setup
+	@$(PY) -m offline.policy_check --stack $(STACK)
 
 # One JSON plan per stack under .plan/, e.g. to diff against another revision's.
 plans: setup

@@ -51,3 +51,22 @@ def check(plan: Plan, policies: Sequence = ALL_POLICIES) -> list[Violation]:
             policy.validate(StackValidationArgs(resources), lambda message, urn=None, p=policy: found.append(
                 Violation(p.name, urn or "", message)))
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make policy STACK=<s>`: the policy pack's verdict on one stack's offline plan."""
+    import argparse
+    import sys
+
+    from offline.harness import STACKS, run_program
+    parser = argparse.ArgumentParser(description="Run the CrossGuard rules over a stack's offline plan.")
+    parser.add_argument("--stack", required=True, help=f"one of {', '.join(STACKS)}")
+    violations = check(run_program(parser.parse_args(argv).stack))
+    for v in violations:
+        print(f"[{v.policy}] {v.urn}\n    {v.message}")
+    print(f"{len(ALL_POLICIES)} policies, {len(violations)} violation(s)")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
