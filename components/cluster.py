@@ -102,15 +102,14 @@ class Cluster(pulumi.ComponentResource):
                                             policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"},
                                             opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
-        self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"]
-                                                    if isinstance(ids[0], dict) else ids[0].oidcs[0].issuer)
+        self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc_provider_arn = None
         if cfg.workload_identity == "irsa":
             oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=self.oidc_issuer,
                                                  client_id_lists=["sts.amazonaws.com"], opts=child)
             self.oidc_provider_arn = oidc.arn
 
-        ca = cluster.certificate_authority.apply(lambda c: c["data"] if isinstance(c, dict) else c.data)
+        ca = cluster.certificate_authority.apply(lambda c: c.data)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(cluster.name, cluster.endpoint, ca).apply(
             lambda a: build_kubeconfig(a[0], a[1], a[2], args.region)))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)

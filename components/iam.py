@@ -49,7 +49,7 @@ def service_trust_policy(*services: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Principal": {"Service": list(services) if len(services) > 1 else services[0]},
-        "Action": ["sts:AssumeRole", "sts:TagSession"] if "eks.amazonaws.com" in services else "sts:AssumeRole",
+        "Action": "sts:AssumeRole",
     }]})
 
 
