@@ -6,12 +6,13 @@ recorded registrations (custom resources only: CrossGuard never sees component i
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, NamedTuple, Sequence
 
 from pulumi_policy import (PolicyCustomTimeouts, PolicyProviderResource, PolicyResource, PolicyResourceOptions,
                            ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs)
 
-from offline.harness import Plan
+from offline.harness import STACKS, Plan, run_program
 from policies.rules import ALL_POLICIES
 
 
@@ -35,30 +36,27 @@ def _provider(plan: Plan, r: dict[str, Any]) -> PolicyProviderResource | None:
 def check(plan: Plan, policies: Sequence = ALL_POLICIES) -> list[Violation]:
     found: list[Violation] = []
     custom = [r for r in plan.resources if r["custom"] and not r["type"].startswith("pulumi:providers:")]
+    # Built once and shared by every policy, as the engine does for one preview.
+    resource_args = [ResourceValidationArgs(r["type"], r["inputs"], r["urn"], r["name"], _options(r),
+                                            _provider(plan, r)) for r in custom]
+    stack_resources = {a.urn: PolicyResource(a.resource_type, a.props, a.urn, a.name, a.opts, a.provider, None, [],
+                                             {}) for a in resource_args}
+    for r in custom:
+        stack_resources[r["urn"]].dependencies = [stack_resources[u] for u in r["dependsOn"] if u in stack_resources]
+    stack_args = StackValidationArgs(list(stack_resources.values()))
     for policy in policies:
         if isinstance(policy, ResourceValidationPolicy):
-            for r in custom:
-                args = ResourceValidationArgs(r["type"], r["inputs"], r["urn"], r["name"], _options(r),
-                                              _provider(plan, r))
-                policy.validate(args, lambda message, urn=None, r=r, p=policy: found.append(
-                    Violation(p.name, urn or r["urn"], message)))
+            for args in resource_args:
+                policy.validate(args, lambda message, urn=None, a=args, p=policy: found.append(
+                    Violation(p.name, urn or a.urn, message)))
         else:
-            resources = {r["urn"]: PolicyResource(r["type"], r["inputs"], r["urn"], r["name"], _options(r),
-                                                  _provider(plan, r), None, [], {}) for r in custom}
-            for r in custom:
-                resources[r["urn"]].dependencies = [resources[u] for u in r["dependsOn"] if u in resources]
-            resources = list(resources.values())
-            policy.validate(StackValidationArgs(resources), lambda message, urn=None, p=policy: found.append(
+            policy.validate(stack_args, lambda message, urn=None, p=policy: found.append(
                 Violation(p.name, urn or "", message)))
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     """`make policy STACK=<s>`: the policy pack's verdict on one stack's offline plan."""
-    import argparse
-    import sys
-
-    from offline.harness import STACKS, run_program
     parser = argparse.ArgumentParser(description="Run the CrossGuard rules over a stack's offline plan.")
     parser.add_argument("--stack", required=True, help=f"one of {', '.join(STACKS)}")
     violations = check(run_program(parser.parse_args(argv).stack))

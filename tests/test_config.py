@@ -130,14 +130,11 @@ def test_missing_region_and_environment_are_reported():
     ]
 
 
-def test_bad_config_declares_nothing():
+def test_bad_config_declares_nothing(monkeypatch):
     """The program raises before its first resource: only the root stack was registered."""
+    from offline import harness
     config, secrets = stack_config("dev")
     config[f"{PROJECT}:natGateways"] = "none"
-    with pytest.raises(ConfigError, match="natGateways"):
-        run_program("dev", config, secrets)
-    # Re-run with a recording we can inspect: the same failure, and no resource but the stack itself.
-    from offline import harness
     seen = []
     original = harness.RecordingMonitor.RegisterResource
 
@@ -145,12 +142,9 @@ def test_bad_config_declares_nothing():
         seen.append(request.type)
         return original(self, request)
 
-    harness.RecordingMonitor.RegisterResource = spy
-    try:
-        with pytest.raises(ConfigError):
-            run_program("dev", config, secrets)
-    finally:
-        harness.RecordingMonitor.RegisterResource = original
+    monkeypatch.setattr(harness.RecordingMonitor, "RegisterResource", spy)
+    with pytest.raises(ConfigError, match="natGateways"):
+        run_program("dev", config, secrets)
     assert seen == ["pulumi:pulumi:Stack"]
 
 

@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 MAKEFILE = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
 
 
-def keys_the_loader_reads() -> set[str]:
+def keys_the_loader_reads(monkeypatch) -> set[str]:
     seen: set[str] = set()
     original = Section._get
 
@@ -23,19 +23,16 @@ def keys_the_loader_reads() -> set[str]:
         seen.add(f"{prefix}.{name}" if prefix else name)
         return original(self, name)
 
-    Section._get = spy
-    try:
-        config, _ = stack_config("staging")  # has two GPU pools, so pool keys are read too
-        load_config(config, "ml-platform", "staging")
-    finally:
-        Section._get = original
+    monkeypatch.setattr(Section, "_get", spy)
+    config, _ = stack_config("staging")  # has two GPU pools, so pool keys are read too
+    load_config(config, "ml-platform", "staging")
     return seen
 
 
-def test_every_config_key_is_documented():
+def test_every_config_key_is_documented(monkeypatch):
     documented = set(re.findall(r"^\| `([^`]+)`", README, flags=re.M))
     documented |= {f"systemNodes.{k}" for k in ("desiredSize", "maxSize")}  # share a row with minSize
-    keys = keys_the_loader_reads()
+    keys = keys_the_loader_reads(monkeypatch)
     assert len(keys) > 30
     assert keys - {"dataLake", "systemNodes", "flowLogs"} <= documented
 
