@@ -7,12 +7,14 @@ recorded registrations (custom resources only: CrossGuard never sees component i
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, NamedTuple, Sequence
 
 from pulumi_policy import (PolicyCustomTimeouts, PolicyProviderResource, PolicyResource, PolicyResourceOptions,
                            ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs)
 
 from offline.harness import STACKS, Plan, run_program
+from platform_config import ConfigError
 from policies.rules import ALL_POLICIES
 
 
@@ -59,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     """`make policy STACK=<s>`: the policy pack's verdict on one stack's offline plan."""
     parser = argparse.ArgumentParser(description="Run the CrossGuard rules over a stack's offline plan.")
     parser.add_argument("--stack", required=True, help=f"one of {', '.join(STACKS)}")
-    violations = check(run_program(parser.parse_args(argv).stack))
+    try:
+        plan = run_program(parser.parse_args(argv).stack)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    violations = check(plan)
     for v in violations:
         print(f"[{v.policy}] {v.urn}\n    {v.message}")
     print(f"{len(ALL_POLICIES)} policies, {len(violations)} violation(s)")

@@ -46,3 +46,11 @@ def test_bad_stack_and_bad_config_exit_2_with_the_reason():
     result = plan_cli("--stack", "qa")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no stack file stacks/Pulumi.qa.yaml; stacks are: dev, staging, prod"
+
+
+def test_policy_cli_reports_a_bad_stack_like_plan_does():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+    result = subprocess.run([sys.executable, "-m", "offline.policy_check", "--stack", "qa"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no stack file stacks/Pulumi.qa.yaml; stacks are: dev, staging, prod"
