@@ -1,4 +1,6 @@
-"""The ML platform: network, data lake, EKS with GPU pools. Wiring only; each piece lives in components/."""
+"""The ML platform: network, data lake, EKS with GPU pools, platform services and the reference workloads.
+
+Wiring only; each piece lives in components/."""
 
 import pulumi
 import pulumi_aws as aws
@@ -6,11 +8,22 @@ import pulumi_aws as aws
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_addons import AFTER_NODES, BEFORE_NODES, ClusterAddons, ClusterAddonsArgs
 from components.data_lake import DataLake, DataLakeArgs
+from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
+from components.ingestion import Ingestion, IngestionArgs
+from components.kafka_msk import MskKafka, MskKafkaArgs
+from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.mlflow import Mlflow, MlflowArgs
+from components.mlflow_database import MlflowDatabase, MlflowDatabaseArgs
+from components.model_serving import ModelServing, ModelServingArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import Network, NetworkArgs
 from components.nvidia_device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.system_nodes import SystemNodes, SystemNodesArgs
+from components.training_job import TrainingJob, TrainingJobArgs
+from components.workload_base import WorkloadContext
 from platform_config import load_stack_config
 
 project, stack = pulumi.get_project(), pulumi.get_stack()
@@ -38,7 +51,7 @@ system_nodes = SystemNodes("system-nodes", SystemNodesArgs(
     config=cfg.system_nodes, cluster_name=cluster.name, subnet_ids=network.private_subnet_ids,
     depends_on=networking_addons), opts=with_aws)
 node_addons = addons.install(AFTER_NODES, depends_on=[system_nodes])
-addons.default_storage_class(cluster.provider)
+storage_class = addons.default_storage_class(cluster.provider)
 addons.finish()
 
 karpenter = Karpenter("karpenter", KarpenterArgs(
@@ -51,6 +64,59 @@ gpu_pools = [GpuPool(f"gpu-pool-{pool.name}", GpuPoolArgs(
 NvidiaDevicePlugin("nvidia-device-plugin", NvidiaDevicePluginArgs(k8s_provider=cluster.provider,
                                                                   depends_on=[system_nodes]))
 
+# Platform services. Namespaces first: `monitoring` runs node-level exporters (privileged), Kafka under Strimzi
+# needs `baseline`; MLflow and everything of ours meets `restricted`.
+svc = cfg.services
+name_prefix = f"{project}-{stack}"
+on_nodes = [system_nodes, *node_addons, storage_class]
+namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=cluster.provider, enforce=level),
+                                      opts=pulumi.ResourceOptions(depends_on=on_nodes))
+              for name, level in (("mlflow", "restricted"), ("ml-workloads", "baseline"), ("monitoring", "privileged"),
+                                  ("strimzi-system", "restricted"))
+              if name != "strimzi-system" or svc.kafka.flavor == "strimzi"}
+
+monitoring = Monitoring("monitoring", MonitoringArgs(
+    config=svc.monitoring, namespace="monitoring", k8s_provider=cluster.provider, storage_class="gp3-encrypted",
+    depends_on=[namespaces["monitoring"]]))
+
+database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
+    config=svc.mlflow.database, name_prefix=name_prefix, namespace="mlflow", k8s_provider=cluster.provider,
+    vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, cluster_security_group_id=cluster.security_group_id,
+    protect=cfg.data_lake.protect, depends_on=[namespaces["mlflow"]]), opts=with_aws)
+mlflow = Mlflow("mlflow", MlflowArgs(
+    config=svc.mlflow, namespace="mlflow", image=svc.images.ref("mlflow-server"), region=cfg.region,
+    backend_uri=database.uri, artifacts_bucket=lake.bucket_names["artifacts"],
+    artifacts_bucket_arn=lake.bucket_arns["artifacts"], lake_kms_key_arn=lake.kms_key_arn,
+    k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name,
+    depends_on=[namespaces["mlflow"], database]), opts=with_aws)
+
+if svc.kafka.flavor == "msk":
+    kafka = MskKafka("kafka", MskKafkaArgs(
+        config=svc.kafka, name_prefix=name_prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+        cluster_security_group_id=cluster.security_group_id, log_retention_days=cfg.cluster.log_retention_days,
+        protect=cfg.data_lake.protect), opts=with_aws)
+else:
+    kafka = StrimziKafka("kafka", StrimziKafkaArgs(
+        config=svc.kafka, namespace="ml-workloads", operator_namespace="strimzi-system", k8s_provider=cluster.provider,
+        depends_on=[namespaces["strimzi-system"], namespaces["ml-workloads"]]))
+
+# The reference workloads (workloads/), deployed with the platform's components.
+workloads = WorkloadContext(
+    namespace="ml-workloads", cluster_name=cluster.name, region=cfg.region, k8s_provider=cluster.provider,
+    identity=identity, kafka=kafka, mlflow_tracking_uri=mlflow.tracking_uri,
+    lake_buckets=pulumi.Output.all(**lake.bucket_names), lake_bucket_arns=pulumi.Output.all(**lake.bucket_arns),
+    lake_kms_key_arn=lake.kms_key_arn, monitoring_crds=[monitoring.stack_release],
+    depends_on=[namespaces["ml-workloads"]])
+MODEL = "fraud-detector"
+serving = ModelServing(MODEL, ModelServingArgs(context=workloads, config=svc.serving,
+                                               image=svc.images.ref("inference"), model_name=MODEL), opts=with_aws)
+TrainingJob(f"{MODEL}-training", TrainingJobArgs(context=workloads, config=svc.training,
+                                                  image=svc.images.ref("training"), model_name=MODEL), opts=with_aws)
+Ingestion("lake-ingestion", IngestionArgs(context=workloads, config=svc.ingestion,
+                                          image=svc.images.ref("ingestion")), opts=with_aws)
+DriftMonitor(f"{MODEL}-drift", DriftMonitorArgs(context=workloads, image=svc.images.ref("drift"), model_name=MODEL,
+                                                psi_threshold=svc.monitoring.drift_psi_threshold), opts=with_aws)
+
 pulumi.export("region", cfg.region)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -62,3 +128,12 @@ pulumi.export("dataLakeBuckets", lake.bucket_names)
 pulumi.export("dataLakeKmsKeyArn", lake.kms_key_arn)
 pulumi.export("gpuNodePools", [{"name": p.name, "instanceTypes": p.instance_types, "capacityType": p.capacity_type,
                                 "maxNodes": p.max_nodes, "maxGpus": p.max_gpus} for p in cfg.gpu_pools])
+pulumi.export("mlflowTrackingUri", mlflow.tracking_uri)
+pulumi.export("mlflowDatabaseBackend", svc.mlflow.database.backend)
+pulumi.export("kafkaFlavor", svc.kafka.flavor)
+pulumi.export("kafkaBootstrapServers", kafka.bootstrap)
+pulumi.export("kafkaTopics", {t.role: t.name for t in svc.kafka.topics.values()})
+pulumi.export("modelServingUrl", serving.url)
+pulumi.export("grafanaUrl", monitoring.grafana_url)
+pulumi.export("prometheusUrl", monitoring.prometheus_url)
+pulumi.export("workloadNamespace", "ml-workloads")

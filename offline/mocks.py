@@ -94,6 +94,20 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if type_ == "aws:sqs/queue:Queue":
             queue = inputs.get("name", name)
             return {"arn": f"arn:aws:sqs:{region}:{acct}:{queue}", "url": f"https://sqs.{region}.amazonaws.com/{acct}/{queue}"}
+        if type_ == "aws:rds/instance:Instance":
+            ident = inputs.get("identifier", name)
+            address = f"{ident}.c{_digest(ident, length=12)}.{region}.rds.amazonaws.com"
+            return {"address": address, "port": 5432, "endpoint": f"{address}:5432",
+                    "arn": f"arn:aws:rds:{region}:{acct}:db:{ident}"}
+        if type_ == "aws:msk/cluster:Cluster":
+            cluster, uuid = inputs.get("clusterName", name), f"{_digest(name, length=8)}-{_digest(name, 'u', length=4)}"
+            brokers = ",".join(f"b-{i}.{cluster}.{_digest(cluster, length=6)}.c2.kafka.{region}.amazonaws.com:9098"
+                               for i in range(1, int(inputs.get("numberOfBrokerNodes", 3)) + 1))
+            return {"arn": f"arn:aws:kafka:{region}:{acct}:cluster/{cluster}/{uuid}-2", "clusterUuid": f"{uuid}-2",
+                    "bootstrapBrokersSaslIam": brokers}
+        if type_ == "aws:msk/configuration:Configuration":
+            return {"arn": f"arn:aws:kafka:{region}:{acct}:configuration/{inputs.get('name', name)}/{rid}",
+                    "latestRevision": 1}
         if type_ == "aws:cloudwatch/logGroup:LogGroup":
             return {"arn": f"arn:aws:logs:{region}:{acct}:log-group:{inputs.get('name', name)}"}
         if type_.startswith("aws:") and "arn" not in inputs:

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.model import (ClusterConfig, DataLakeConfig, GpuPoolConfig, NetworkConfig, NodeGroupConfig,
                                    PlatformConfig)
+from platform_config.load_services import load_services
 from platform_config.reader import ConfigError, Problems, Section, decode
 from platform_config.versions import DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS
 
@@ -33,12 +34,14 @@ def load_config(values: Mapping[str, str], project: str, stack: str) -> Platform
     cluster = _cluster(top, f"{project}-{stack}")
     system_nodes = _system_nodes(top.section("systemNodes"))
     gpu_pools = _gpu_pools(top)
+    services = load_services(top, environment, len(network.availability_zones), gpu_pools)
     tags = top.string_map("tags")
     top.finish()
     if problems.items:
         raise ConfigError(stack, problems.items)
     return PlatformConfig(environment=environment, region=region, network=network, data_lake=data_lake,
-                          cluster=cluster, system_nodes=system_nodes, gpu_pools=gpu_pools, tags=tags)
+                          cluster=cluster, system_nodes=system_nodes, gpu_pools=gpu_pools, services=services,
+                          tags=tags)
 
 
 def _network(top: Section, region: str) -> NetworkConfig:

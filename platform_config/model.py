@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from platform_config.services_model import ServicesConfig
+
 NatMode = Literal["single", "perAz"]
 CapacityType = Literal["spot", "on-demand"]
 IdentityMode = Literal["pod-identity", "irsa"]
@@ -102,7 +104,7 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class PlatformConfig:
     environment: str
-    """`environment`, required: dev, staging or prod. Used in names and tags, never to switch behaviour."""
+    """`environment`, required: dev, staging or prod. Used in names and tags, and for one default (`kafka.flavor`)."""
     region: str
     """`aws:region`, required."""
     network: NetworkConfig
@@ -110,5 +112,6 @@ class PlatformConfig:
     cluster: ClusterConfig
     system_nodes: NodeGroupConfig
     gpu_pools: list[GpuPoolConfig]
+    services: ServicesConfig
     tags: dict[str, str]
     """`tags`: extra tags on every AWS resource (on top of project, stack and environment)."""

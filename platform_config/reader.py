@@ -85,6 +85,19 @@ class Section:
             self.problems.add(self.key(name), f"{value} is out of range; use a value from {minimum} to {maximum}")
         return value
 
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self._get(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value):
+            value = float(value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self._wrong(name, f"a number from {minimum} to {maximum}", value)
+            return default
+        if not minimum <= value <= maximum:
+            self.problems.add(self.key(name), f"{value} is out of range; use a value from {minimum} to {maximum}")
+        return float(value)
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self._get(name)
         if value is _MISSING:

@@ -33,3 +33,25 @@ AL2023_AMI_ALIAS = "al2023@v20260903"
 
 NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_VERSION = "0.19.3"
+
+# MLflow: the server image (workloads/mlflow-server) and every workload pin the same release.
+MLFLOW_VERSION = "3.17.2"
+
+# RDS picks the newest 17.x minor and applies minor upgrades in the maintenance window; the family must match.
+RDS_POSTGRES_MAJOR = "17"
+RDS_POSTGRES_FAMILY = "postgres17"
+# The in-cluster (dev) database: the official image, pinned to a minor release.
+POSTGRES_IMAGE = "docker.io/library/postgres:17.7-bookworm"
+
+KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+KUBE_PROMETHEUS_STACK_VERSION = "91.5.0"
+DCGM_EXPORTER_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
+DCGM_EXPORTER_VERSION = "4.8.3"
+
+# Strimzi 1.x serves only the kafka.strimzi.io/v1 API and supports Kafka 4.2-4.3 in KRaft mode.
+STRIMZI_CHART = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+STRIMZI_VERSION = "1.2.0"
+STRIMZI_KAFKA_VERSION = "4.3.0"
+STRIMZI_METADATA_VERSION = "4.3-IV0"
+# Amazon MSK: "3.9.x" lets AWS apply patch releases; it is the newest 3.x line MSK lists.
+MSK_KAFKA_VERSION = "3.9.x"

@@ -8,7 +8,8 @@ from typing import Any, Callable
 from offline.harness import Plan, run_program
 
 UNIT_CONFIG = {"aws:region": "us-west-2", "ml-platform:environment": "dev",
-               "ml-platform:availabilityZones": '["us-west-2a", "us-west-2b"]'}
+               "ml-platform:availabilityZones": '["us-west-2a", "us-west-2b"]',
+               "ml-platform:images": '{"registry": "registry.example.com/ml", "tag": "1.0.0"}'}
 
 
 def run_component(declare: Callable[[], Any]) -> Plan:

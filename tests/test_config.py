@@ -14,6 +14,8 @@ PROJECT = "ml-platform"
 
 def dev_config(**overrides) -> dict[str, str]:
     config, _ = stack_config("dev")
+    if "gpuPools" in overrides and "training" not in overrides:
+        overrides["training"] = {}  # dev's training names its GPU pool; tests that replace the pools drop it
     for key, value in overrides.items():
         config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
     return config
@@ -33,7 +35,8 @@ def test_every_shipped_stack_is_valid(stack):
 
 def test_defaults_apply_when_optional_keys_are_absent():
     cfg = load_config({"aws:region": "eu-west-1", f"{PROJECT}:environment": "dev",
-                       f"{PROJECT}:availabilityZones": '["eu-west-1a", "eu-west-1b"]'}, PROJECT, "x")
+                       f"{PROJECT}:availabilityZones": '["eu-west-1a", "eu-west-1b"]',
+                       f"{PROJECT}:images": '{"registry": "registry.example.com/ml", "tag": "1.0.0"}'}, PROJECT, "x")
     assert str(cfg.network.cidr) == "10.0.0.0/16"
     assert cfg.network.nat_gateways == "single"
     assert cfg.cluster.endpoint_public_access is False
@@ -41,6 +44,12 @@ def test_defaults_apply_when_optional_keys_are_absent():
     assert cfg.data_lake.protect is True and cfg.data_lake.force_destroy is False
     assert cfg.system_nodes.min_size == 2 and cfg.gpu_pools == []
     assert cfg.cluster.name == "ml-platform-x"
+    services = cfg.services
+    assert services.kafka.flavor == "strimzi" and services.mlflow.database.backend == "rds"
+    assert services.mlflow.exposure == "cluster" and services.mlflow.database.deletion_protection is True
+    assert {t.name for t in services.kafka.topics.values()} == {"transactions", "predictions", "transactions-dlq"}
+    assert services.serving.gpu_pool == "" and services.training.schedule == ""
+    assert services.images.ref("inference") == "registry.example.com/ml/ml-platform-inference:1.0.0"
 
 
 def test_unknown_key_is_an_error_with_a_suggestion():

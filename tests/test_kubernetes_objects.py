@@ -8,8 +8,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from offline.harness import SECRET
 from tests.conftest import stack_plan
-from tests.karpenter_schema import SCHEMAS
+from tests.karpenter_schema import SCHEMAS as KARPENTER
+from tests.operator_schemas import SCHEMAS as OPERATORS
+
+SCHEMAS = {**KARPENTER, **OPERATORS}
 
 # Helm releases are not Kubernetes objects: their charts render server-side, and chart pins are checked elsewhere.
 NOT_OBJECTS = {"kubernetes:helm.sh/v3:Release"}
@@ -20,6 +24,9 @@ def objects(plan):
 
 
 def validate(manifest: dict, version: str) -> list[str]:
+    if manifest.get("kind") == "Secret" and manifest.get("stringData") == SECRET:
+        # Secret data is masked in the plan as a whole; its shape (string -> string) is fixed by the SDK's types.
+        manifest = {**manifest, "stringData": {"masked": "value"}}
     key = (manifest["apiVersion"], manifest["kind"])
     if key in SCHEMAS:
         validator = jsonschema.Draft202012Validator(SCHEMAS[key])

@@ -103,7 +103,9 @@ def test_gpu_pools_are_tainted_and_the_device_plugin_tolerates_them(plan):
 
 def test_helm_releases_are_pinned_and_not_on_gpu_nodes_unless_meant_to(plan):
     releases = plan.of_type("kubernetes:helm.sh/v3:Release")
-    assert {r["name"] for r in releases} == {"karpenter", "karpenter-crd", "nvidia-device-plugin"}
+    strimzi = {"kafka-operator"} if plan.stack != "prod" else set()
+    assert {r["name"] for r in releases} == {"karpenter", "karpenter-crd", "nvidia-device-plugin", "monitoring-stack",
+                                             "monitoring-dcgm-exporter", *strimzi}
     assert all(r["inputs"]["version"] for r in releases)
     assert plan.one("kubernetes:helm.sh/v3:Release", "karpenter")["inputs"]["values"]["nodeSelector"] == {
         "mlplatform.io/pool": "system"}
@@ -113,7 +115,8 @@ def test_every_workload_identity_trust_names_its_own_service_account(plan):
     roles = {r["urn"].rsplit("::", 1)[-1]: json.loads(r["inputs"]["assumeRolePolicy"])
              for r in plan.of_type("aws:iam/role:Role")}
     associations = plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-    assert len(associations) == 3  # vpc-cni, ebs-csi, karpenter
+    # vpc-cni, ebs-csi, karpenter; mlflow and the four reference workloads
+    assert len(associations) == 8
     for assoc in associations:
         condition = roles[assoc["name"]]["Statement"][0]["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/kubernetes-namespace"] == assoc["inputs"]["namespace"]
@@ -159,5 +162,7 @@ def test_irsa_mode_swaps_pod_identity_for_oidc_trust():
 def test_outputs_a_data_scientist_needs(stack):
     outputs = stack_plan(stack).outputs
     assert set(outputs) == {"region", "vpcId", "privateSubnetIds", "clusterName", "clusterEndpoint", "kubeconfig",
-                            "workloadIdentityMode", "dataLakeBuckets", "dataLakeKmsKeyArn", "gpuNodePools"}
+                            "workloadIdentityMode", "dataLakeBuckets", "dataLakeKmsKeyArn", "gpuNodePools",
+                            "mlflowTrackingUri", "mlflowDatabaseBackend", "kafkaFlavor", "kafkaBootstrapServers",
+                            "kafkaTopics", "modelServingUrl", "grafanaUrl", "prometheusUrl", "workloadNamespace"}
     assert set(outputs["dataLakeBuckets"]) == {"raw", "curated", "artifacts"}

@@ -1,0 +1,116 @@
+"""Amazon MSK: brokers in the private subnets of every AZ, TLS everywhere, IAM client auth, KMS at rest.
+
+Clients authenticate with their pod's IAM role (SASL/OAUTHBEARER through the MSK IAM signer), so access is granted
+by policy on the workload's own role, scoped to the topics and group it uses; there are no Kafka passwords.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.kafka_access import KafkaClientAccess, KafkaGrant
+from platform_config.services_model import KafkaConfig
+from platform_config.versions import MSK_KAFKA_VERSION
+
+IAM_PORT = 9098
+
+
+@dataclass(frozen=True, kw_only=True)
+class MskKafkaArgs:
+    config: KafkaConfig
+    name_prefix: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    cluster_security_group_id: pulumi.Input[str]
+    log_retention_days: int = 30
+    protect: bool = False
+
+
+def server_properties(cfg: KafkaConfig) -> str:
+    replication = min(3, cfg.brokers)
+    return "\n".join([
+        # Topics are declared in code (aws.msk.Topic); a typo in a client must not create a new one.
+        "auto.create.topics.enable=false",
+        f"default.replication.factor={replication}",
+        f"min.insync.replicas={cfg.min_insync_replicas}",
+        "unclean.leader.election.enable=false",
+        "num.partitions=6",
+    ]) + "\n"
+
+
+def resource_arn(cluster_arn: str, kind: str, name: str) -> str:
+    """arn:...:cluster/<name>/<uuid> -> arn:...:<kind>/<name>/<uuid>/<name> (the MSK IAM resource formats)."""
+    return cluster_arn.replace(":cluster/", f":{kind}/", 1) + f"/{name}"
+
+
+class MskKafka(pulumi.ComponentResource):
+    bootstrap: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MskKafkaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:kafka:MskKafka", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix} Kafka data at rest", enable_key_rotation=True,
+                          deletion_window_in_days=30,
+                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
+                                                      retain_on_delete=args.protect))
+        group = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id, description="MSK brokers: cluster only",
+                                      opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-iam-from-cluster", security_group_id=group.id, ip_protocol="tcp",
+                                         from_port=IAM_PORT, to_port=IAM_PORT,
+                                         referenced_security_group_id=args.cluster_security_group_id,
+                                         description="Kafka (TLS + IAM) from cluster nodes", opts=child)
+        logs = aws.cloudwatch.LogGroup(f"{name}-broker-logs", name=f"/aws/msk/{args.name_prefix}",
+                                       retention_in_days=args.log_retention_days, opts=child)
+        configuration = aws.msk.Configuration(f"{name}-config", name=f"{args.name_prefix}-kafka",
+                                              kafka_versions=[MSK_KAFKA_VERSION],
+                                              server_properties=server_properties(cfg), opts=child)
+        cluster = aws.msk.Cluster(
+            f"{name}-cluster", cluster_name=args.name_prefix, kafka_version=MSK_KAFKA_VERSION,
+            number_of_broker_nodes=cfg.brokers,
+            broker_node_group_info={"instance_type": cfg.broker_instance_type, "client_subnets": list(args.subnet_ids),
+                                    "security_groups": [group.id],
+                                    "storage_info": {"ebs_storage_info": {"volume_size": cfg.volume_size_gib}}},
+            encryption_info={"encryption_at_rest_kms_key_arn": key.arn,
+                             "encryption_in_transit": {"client_broker": "TLS", "in_cluster": True}},
+            client_authentication={"sasl": {"iam": True}, "unauthenticated": False},
+            configuration_info={"arn": configuration.arn, "revision": configuration.latest_revision},
+            open_monitoring={"prometheus": {"jmx_exporter": {"enabled_in_broker": True},
+                                            "node_exporter": {"enabled_in_broker": True}}},
+            logging_info={"broker_logs": {"cloudwatch_logs": {"enabled": True, "log_group": logs.name}}},
+            enhanced_monitoring="PER_TOPIC_PER_BROKER",
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        for topic in cfg.topics.values():
+            aws.msk.Topic(f"{name}-topic-{topic.role}", name=topic.name, cluster_arn=cluster.arn,
+                          partition_count=topic.partitions, replication_factor=topic.replication_factor,
+                          configs=json.dumps({"retention.ms": str(topic.retention_hours * 3_600_000),
+                                              "min.insync.replicas": str(min(cfg.min_insync_replicas,
+                                                                             topic.replication_factor))}),
+                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        self.bootstrap = cluster.bootstrap_brokers_sasl_iam
+        self.cluster_arn = cluster.arn
+        self.register_outputs({"bootstrap": self.bootstrap})
+
+    def grant(self, request: KafkaGrant, parent: pulumi.Resource) -> KafkaClientAccess:
+        arn = self.cluster_arn
+        statements = [{"Effect": "Allow", "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"],
+                       "Resource": [arn]}]
+        if request.read:
+            statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                               "Resource": [arn.apply(lambda a, t=t: resource_arn(a, "topic", t))
+                                            for t in request.read]})
+        if request.write:
+            statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+                               "Resource": [arn.apply(lambda a, t=t: resource_arn(a, "topic", t))
+                                            for t in request.write]})
+        if request.group:
+            statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+                               "Resource": [arn.apply(lambda a: resource_arn(a, "group", request.group))]})
+        return KafkaClientAccess(env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "msk-iam"},
+                                 statements=statements)

@@ -1,0 +1,171 @@
+"""Kafka on the cluster with Strimzi: the operator from its pinned chart, a KRaft cluster, topics and users as code.
+
+The Kafka cluster runs in the workloads' namespace so the KafkaUser certificate secrets the User Operator writes can
+be mounted by the pods they belong to. Clients connect over the TLS listener and authenticate with those
+certificates; `simple` authorization limits each user to the topics and group its grant names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kafka_access import KafkaClientAccess, KafkaGrant
+from platform_config.services_model import KafkaConfig
+from platform_config.versions import (STRIMZI_CHART, STRIMZI_KAFKA_VERSION, STRIMZI_METADATA_VERSION,
+                                      STRIMZI_VERSION)
+
+API = "kafka.strimzi.io/v1"
+TLS_PORT = 9093
+TLS_DIR = "/etc/kafka-tls"
+METRICS_CONFIG = "kafka-metrics"
+
+# JMX exporter rules for the broker metrics the dashboards use; everything else is dropped to keep series down.
+JMX_RULES = """lowercaseOutputName: true
+rules:
+  - pattern: kafka.server<type=(.+), name=(.+), clientId=(.+), topic=(.+), partition=(.*)><>Value
+    name: kafka_server_$1_$2
+    type: GAUGE
+    labels: {clientId: "$3", topic: "$4", partition: "$5"}
+  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\w*, topic=(.+)><>Count
+    name: kafka_server_$1_$2_total
+    type: COUNTER
+    labels: {topic: "$3"}
+  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\w*><>Count
+    name: kafka_server_$1_$2_total
+    type: COUNTER
+  - pattern: kafka.server<type=(.+), name=(.+)><>Value
+    name: kafka_server_$1_$2
+    type: GAUGE
+  - pattern: kafka.controller<type=(.+), name=(.+)><>Value
+    name: kafka_controller_$1_$2
+    type: GAUGE
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrimziKafkaArgs:
+    config: KafkaConfig
+    namespace: str
+    """Where the Kafka cluster, its topics and users live (the workloads' namespace)."""
+    operator_namespace: str
+    k8s_provider: k8s.Provider
+    cluster_name: str = "platform"
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def kafka_spec(cfg: KafkaConfig) -> dict:
+    replication = min(3, cfg.brokers)
+    return {
+        "kafka": {
+            "version": STRIMZI_KAFKA_VERSION, "metadataVersion": STRIMZI_METADATA_VERSION,
+            "listeners": [{"name": "tls", "port": TLS_PORT, "type": "internal", "tls": True,
+                           "authentication": {"type": "tls"}}],
+            "authorization": {"type": "simple"},
+            "config": {"offsets.topic.replication.factor": replication,
+                       "transaction.state.log.replication.factor": replication,
+                       "transaction.state.log.min.isr": cfg.min_insync_replicas,
+                       "default.replication.factor": replication, "min.insync.replicas": cfg.min_insync_replicas,
+                       "auto.create.topics.enable": False},
+            "metricsConfig": {"type": "jmxPrometheusExporter", "valueFrom": {"configMapKeyRef": {
+                "name": METRICS_CONFIG, "key": "kafka-metrics-config.yml"}}},
+        },
+        "entityOperator": {
+            "topicOperator": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                            "limits": {"cpu": "500m", "memory": "512Mi"}}},
+            "userOperator": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                           "limits": {"cpu": "500m", "memory": "512Mi"}}},
+        },
+        # Exposes kafka_consumergroup_lag for the Kafka dashboard.
+        "kafkaExporter": {"topicRegex": ".*", "groupRegex": ".*",
+                          "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                        "limits": {"cpu": "250m", "memory": "256Mi"}}},
+    }
+
+
+def node_pool_spec(cfg: KafkaConfig) -> dict:
+    return {
+        "replicas": cfg.brokers,
+        "roles": ["controller", "broker"],
+        "storage": {"type": "jbod", "volumes": [{
+            "id": 0, "type": "persistent-claim", "size": f"{cfg.volume_size_gib}Gi", "kraftMetadata": "shared",
+            # Claims outlive the cluster resource: deleting the Kafka CR must not delete the data with it.
+            "deleteClaim": False}]},
+        "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+    }
+
+
+def acls(request: KafkaGrant) -> list[dict]:
+    rules = [{"resource": {"type": "topic", "name": t, "patternType": "literal"}, "operations": ["Describe", "Read"]}
+             for t in request.read]
+    rules += [{"resource": {"type": "topic", "name": t, "patternType": "literal"}, "operations": ["Describe", "Write"]}
+              for t in request.write]
+    if request.group:
+        rules.append({"resource": {"type": "group", "name": request.group, "patternType": "literal"},
+                      "operations": ["Read"]})
+    return rules
+
+
+class StrimziKafka(pulumi.ComponentResource):
+    bootstrap: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StrimziKafkaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:kafka:StrimziKafka", name, None, opts)
+        cfg, ns, cluster = args.config, args.namespace, args.cluster_name
+        self._args = args
+        operator = k8s.helm.v3.Release(
+            f"{name}-operator", name="strimzi-kafka-operator", chart=STRIMZI_CHART, version=STRIMZI_VERSION,
+            namespace=args.operator_namespace, atomic=True,
+            values={"watchNamespaces": [ns], "watchAnyNamespace": False,
+                    "resources": {"requests": {"cpu": "200m", "memory": "384Mi"},
+                                  "limits": {"cpu": "1", "memory": "384Mi"}}},
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on)))
+        crs = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator])
+        self._cr_opts = crs
+        cluster_label = {"strimzi.io/cluster": cluster}
+        metrics = k8s.core.v1.ConfigMap(f"{name}-metrics", metadata={"name": METRICS_CONFIG, "namespace": ns},
+                                        data={"kafka-metrics-config.yml": JMX_RULES}, opts=crs)
+        pool = k8s.apiextensions.CustomResource(
+            f"{name}-nodes", api_version=API, kind="KafkaNodePool",
+            metadata={"name": "dual-role", "namespace": ns, "labels": cluster_label},
+            spec=node_pool_spec(cfg), opts=crs)
+        kafka = k8s.apiextensions.CustomResource(
+            f"{name}-cluster", api_version=API, kind="Kafka", metadata={"name": cluster, "namespace": ns},
+            spec=kafka_spec(cfg),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator, pool, metrics]))
+        topic_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[kafka])
+        for topic in cfg.topics.values():
+            k8s.apiextensions.CustomResource(
+                f"{name}-topic-{topic.role}", api_version=API, kind="KafkaTopic",
+                metadata={"name": topic.name, "namespace": ns, "labels": cluster_label},
+                spec={"partitions": topic.partitions, "replicas": topic.replication_factor,
+                      "config": {"retention.ms": topic.retention_hours * 3_600_000,
+                                 "min.insync.replicas": min(cfg.min_insync_replicas, topic.replication_factor)}},
+                opts=topic_opts)
+        self._kafka = kafka
+        self.bootstrap = pulumi.Output.from_input(f"{cluster}-kafka-bootstrap.{ns}.svc.cluster.local:{TLS_PORT}")
+        self.register_outputs({"bootstrap": self.bootstrap})
+
+    def grant(self, request: KafkaGrant, parent: pulumi.Resource) -> KafkaClientAccess:
+        args = self._args
+        user = k8s.apiextensions.CustomResource(
+            f"{request.client}-kafka-user", api_version=API, kind="KafkaUser",
+            metadata={"name": request.client, "namespace": args.namespace,
+                      "labels": {"strimzi.io/cluster": args.cluster_name}},
+            spec={"authentication": {"type": "tls"}, "authorization": {"type": "simple", "acls": acls(request)}},
+            opts=pulumi.ResourceOptions(parent=parent, provider=args.k8s_provider, depends_on=[self._kafka]))
+        # The user's certificate and key (written by the User Operator under the user's name) plus the cluster CA
+        # that signed the brokers' certificates, in the file names workloads/common/kafka_config.py expects.
+        volume = {"name": "kafka-tls", "projected": {"sources": [
+            {"secret": {"name": request.client, "items": [{"key": "user.crt", "path": "user.crt"},
+                                                          {"key": "user.key", "path": "user.key"}]}},
+            {"secret": {"name": f"{args.cluster_name}-cluster-ca-cert", "items": [{"key": "ca.crt",
+                                                                                  "path": "ca.crt"}]}},
+        ]}}
+        return KafkaClientAccess(
+            env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "mtls", "KAFKA_TLS_DIR": TLS_DIR},
+            volumes=[volume], volume_mounts=[{"name": "kafka-tls", "mountPath": TLS_DIR, "readOnly": True}],
+            depends_on=[user])

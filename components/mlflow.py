@@ -1,0 +1,129 @@
+"""MLflow tracking server and model registry: PostgreSQL backend, artifacts in the lake, no static AWS keys.
+
+Clients never touch S3 for artifacts: the server runs with `--serve-artifacts` and proxies uploads and downloads to
+the artifacts bucket under its own workload identity, so training and inference pods need no bucket access of their
+own for models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.iam import Statement
+from components.pod_spec import (container_security, env, http_probe, labels, pod_security, resources, selector,
+                                 tmp_volume)
+from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from platform_config.services_model import MlflowConfig
+
+APP = "mlflow"
+PORT = 5000
+ARTIFACT_PREFIX = "mlflow"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MlflowArgs:
+    config: MlflowConfig
+    namespace: str
+    image: str
+    region: str
+    backend_uri: pulumi.Output[str]
+    """A secret Output: the SQLAlchemy URI of the backend store, password included."""
+    artifacts_bucket: pulumi.Input[str]
+    artifacts_bucket_arn: pulumi.Input[str]
+    lake_kms_key_arn: pulumi.Input[str]
+    k8s_provider: k8s.Provider
+    identity: dict[str, Any] = field(default_factory=dict)
+    """mode / oidc_provider_arn / oidc_issuer / account_id, as for every WorkloadIdentity."""
+    cluster_name: pulumi.Input[str] = ""
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def artifact_statements(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str]) -> list[Statement]:
+    objects = pulumi.Output.concat(bucket_arn, f"/{ARTIFACT_PREFIX}/*")
+    return [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": [objects]},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
+         "Condition": {"StringLike": {"s3:prefix": [f"{ARTIFACT_PREFIX}/*"]}}},
+        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key_arn]},
+    ]
+
+
+def allowed_hosts(cfg: MlflowConfig, namespace: str, region: str) -> str:
+    """Host headers MLflow accepts (its DNS-rebinding protection); probes use /health, which is exempt."""
+    hosts = ["localhost:*", "127.0.0.1:*"]  # kubectl port-forward
+    for name in (APP, f"{APP}.{namespace}", f"{APP}.{namespace}.svc", f"{APP}.{namespace}.svc.cluster.local"):
+        hosts += [name, f"{name}:*"]
+    if cfg.exposure == "vpc":
+        hosts.append(f"*.elb.{region}.amazonaws.com:*")
+    return ",".join([*hosts, *cfg.allowed_hosts])
+
+
+class Mlflow(pulumi.ComponentResource):
+    tracking_uri: str
+
+    def __init__(self, name: str, args: MlflowArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:mlflow:Mlflow", name, None, opts)
+        cfg = args.config
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
+        identity = WorkloadIdentity(name, WorkloadIdentityArgs(
+            cluster_name=args.cluster_name, namespace=args.namespace, service_account=APP,
+            statements=artifact_statements(args.artifacts_bucket_arn, args.lake_kms_key_arn),
+            create_service_account=True, k8s_provider=args.k8s_provider, depends_on=args.depends_on,
+            **args.identity), opts=pulumi.ResourceOptions(parent=self))
+        meta = {"name": APP, "namespace": args.namespace, "labels": labels(APP, "tracking")}
+        secret = k8s.core.v1.Secret(f"{name}-backend", metadata={**meta, "name": f"{APP}-backend"},
+                                    string_data={"MLFLOW_BACKEND_STORE_URI": args.backend_uri}, opts=k8s_opts)
+        volume, mount = tmp_volume()
+        server_env = env({
+            "MLFLOW_HOST": "0.0.0.0", "MLFLOW_PORT": str(PORT), "MLFLOW_WORKERS": "2",
+            "MLFLOW_SERVE_ARTIFACTS": "true",
+            "MLFLOW_ARTIFACTS_DESTINATION": pulumi.Output.concat("s3://", args.artifacts_bucket, f"/{ARTIFACT_PREFIX}"),
+            "MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts(cfg, args.namespace, args.region),
+            "AWS_REGION": args.region, "HOME": "/tmp",
+        })
+        from_secret = [{"secretRef": {"name": secret.metadata.name}}]
+        container = {
+            "name": "mlflow", "image": args.image, "ports": [{"name": "http", "containerPort": PORT}],
+            "env": server_env, "envFrom": from_secret,
+            # Migrations can take a while on a large registry; the startup probe gives them 5 minutes.
+            "startupProbe": http_probe("/health", "http", period=5, failures=60),
+            "readinessProbe": http_probe("/health", "http", period=10, failures=3),
+            "livenessProbe": http_probe("/health", "http", period=20, failures=3),
+            "resources": resources("500m", "1Gi"), "securityContext": container_security(),
+            "volumeMounts": [mount],
+        }
+        # Schema migrations run once per rollout, before any server starts against the new schema.
+        migrate = {**{k: container[k] for k in ("image", "env", "envFrom", "securityContext", "volumeMounts")},
+                   "name": "db-upgrade", "command": ["sh", "-c", 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"'],
+                   "resources": resources("250m", "512Mi")}
+        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
+            "replicas": cfg.replicas, "selector": {"matchLabels": selector(APP)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": labels(APP, "tracking")}, "spec": {
+                "serviceAccountName": APP, "securityContext": pod_security(),
+                "initContainers": [migrate], "containers": [container], "volumes": [volume],
+                "terminationGracePeriodSeconds": 30,
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                               "whenUnsatisfiable": "ScheduleAnyway",
+                                               "labelSelector": {"matchLabels": selector(APP)}}],
+            }},
+        }, opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[identity])))
+        service_spec: dict[str, Any] = {"selector": selector(APP),
+                                        "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]}
+        annotations = {}
+        if cfg.exposure == "vpc":
+            # An internal NLB: reachable from the VPC (and peered networks / VPN), never from the internet.
+            service_spec["type"] = "LoadBalancer"
+            annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                           "service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
+        k8s.core.v1.Service(f"{name}-svc", metadata={**meta, "annotations": annotations}, spec=service_spec,
+                            opts=k8s_opts)
+        if cfg.replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
+                "maxUnavailable": 1, "selector": {"matchLabels": selector(APP)}}, opts=k8s_opts)
+        self.tracking_uri = f"http://{APP}.{args.namespace}.svc.cluster.local:{PORT}"
+        self.register_outputs({"tracking_uri": self.tracking_uri})

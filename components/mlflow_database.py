@@ -1,0 +1,141 @@
+"""MLflow's backend store: Amazon RDS PostgreSQL, or (for dev) a single PostgreSQL pod on an encrypted volume.
+
+The password is generated here and only ever travels as a Pulumi secret: into RDS, and into one Kubernetes Secret
+holding the SQLAlchemy URI that the MLflow pods read. It never appears in config, outputs or the offline plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.pod_spec import container_security, labels, resources, selector
+from platform_config.services_model import DatabaseConfig
+from platform_config.versions import POSTGRES_IMAGE, RDS_POSTGRES_FAMILY, RDS_POSTGRES_MAJOR
+
+DB_NAME = "mlflow"
+DB_USER = "mlflow"
+PORT = 5432
+# The official postgres image's `postgres` user; the in-cluster database runs as it, never as root.
+POSTGRES_UID = 999
+RDS_CA_BUNDLE = "/etc/ssl/certs/rds-global-bundle.pem"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MlflowDatabaseArgs:
+    config: DatabaseConfig
+    name_prefix: str
+    """`<project>-<stack>`: RDS identifiers and snapshot names."""
+    namespace: str
+    k8s_provider: k8s.Provider
+    vpc_id: pulumi.Input[str] = ""
+    subnet_ids: Sequence[pulumi.Input[str]] = ()
+    cluster_security_group_id: pulumi.Input[str] = ""
+    """Nodes (managed and Karpenter) carry this group; only it may reach the database port."""
+    protect: bool = False
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class MlflowDatabase(pulumi.ComponentResource):
+    uri: pulumi.Output[str]
+    """postgresql://... with the password: a secret Output."""
+    host: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MlflowDatabaseArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:mlflow:Database", name, None, opts)
+        # Alphanumeric only: the password is embedded in a URI, where `@`, `/` or `%` would need escaping.
+        password = random.RandomPassword(f"{name}-password", length=40, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        if args.config.backend == "rds":
+            self.host, port, sslmode = self._rds(name, args, password)
+        else:
+            self.host, port, sslmode = self._in_cluster(name, args, password)
+        self.uri = pulumi.Output.secret(pulumi.Output.all(password.result, self.host, port).apply(
+            lambda a: f"postgresql://{DB_USER}:{a[0]}@{a[1]}:{int(a[2])}/{DB_NAME}{sslmode}"))
+        self.register_outputs({"host": self.host})
+
+    def _rds(self, name: str, args: MlflowDatabaseArgs, password: random.RandomPassword):
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        kept = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)
+        key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix} MLflow database", enable_key_rotation=True,
+                          deletion_window_in_days=30, opts=kept)
+        subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=list(args.subnet_ids),
+                                      description="private subnets only", opts=child)
+        group = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id, description="MLflow database: cluster only",
+                                      opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-from-cluster", security_group_id=group.id, ip_protocol="tcp",
+                                         from_port=PORT, to_port=PORT,
+                                         referenced_security_group_id=args.cluster_security_group_id,
+                                         description="PostgreSQL from cluster nodes", opts=child)
+        params = aws.rds.ParameterGroup(f"{name}-params", family=RDS_POSTGRES_FAMILY,
+                                        description="TLS required; slow statements logged", parameters=[
+                                            {"name": "rds.force_ssl", "value": "1"},
+                                            {"name": "log_min_duration_statement", "value": "1000"},
+                                        ], opts=child)
+        instance = aws.rds.Instance(
+            f"{name}-postgres",
+            identifier=f"{args.name_prefix}-mlflow",
+            engine="postgres", engine_version=RDS_POSTGRES_MAJOR, instance_class=cfg.instance_class,
+            allocated_storage=cfg.storage_gib, max_allocated_storage=cfg.max_storage_gib, storage_type="gp3",
+            storage_encrypted=True, kms_key_id=key.arn,
+            db_name=DB_NAME, username=DB_USER, password=password.result,
+            db_subnet_group_name=subnets.name, vpc_security_group_ids=[group.id], publicly_accessible=False,
+            parameter_group_name=params.name, ca_cert_identifier="rds-ca-rsa2048-g1",
+            multi_az=cfg.multi_az, backup_retention_period=cfg.backup_retention_days, copy_tags_to_snapshot=True,
+            deletion_protection=cfg.deletion_protection,
+            # Always keep a last snapshot: experiment history is not reproducible from anything else.
+            skip_final_snapshot=False, final_snapshot_identifier=f"{args.name_prefix}-mlflow-final",
+            auto_minor_version_upgrade=True, performance_insights_enabled=True,
+            performance_insights_kms_key_id=key.arn, enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=list(args.depends_on)))
+        # verify-full: encrypted and the server's certificate checked against the RDS CA bundle the MLflow image
+        # carries (workloads/mlflow-server/Dockerfile), so a spoofed endpoint cannot collect the password.
+        return instance.address, instance.port, f"?sslmode=verify-full&sslrootcert={RDS_CA_BUNDLE}"
+
+    def _in_cluster(self, name: str, args: MlflowDatabaseArgs, password: random.RandomPassword):
+        opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
+        app = f"{name}"
+        meta = {"name": app, "namespace": args.namespace, "labels": labels(app, "database")}
+        secret = k8s.core.v1.Secret(f"{name}-password", metadata={**meta, "name": f"{app}-password"},
+                                    string_data={"password": password.result}, opts=opts)
+        k8s.core.v1.Service(f"{name}-svc", metadata=meta, spec={
+            "selector": selector(app), "ports": [{"name": "postgres", "port": PORT, "targetPort": "postgres"}]},
+            opts=opts)
+        pg_ready = {"exec": {"command": ["pg_isready", "-U", DB_USER, "-d", DB_NAME, "-h", "127.0.0.1"]},
+                    "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
+        k8s.apps.v1.StatefulSet(f"{name}-statefulset", metadata=meta, spec={
+            "serviceName": app, "replicas": 1, "selector": {"matchLabels": selector(app)},
+            "template": {"metadata": {"labels": labels(app, "database")}, "spec": {
+                "securityContext": {"runAsNonRoot": True, "runAsUser": POSTGRES_UID, "runAsGroup": POSTGRES_UID,
+                                    "fsGroup": POSTGRES_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                "automountServiceAccountToken": False,
+                "containers": [{
+                    "name": "postgres", "image": POSTGRES_IMAGE,
+                    "ports": [{"name": "postgres", "containerPort": PORT}],
+                    "env": [{"name": "POSTGRES_USER", "value": DB_USER}, {"name": "POSTGRES_DB", "value": DB_NAME},
+                            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+                                "name": secret.metadata.name, "key": "password"}}}],
+                    "readinessProbe": pg_ready, "livenessProbe": {**pg_ready, "initialDelaySeconds": 30},
+                    "resources": resources("250m", "512Mi"),
+                    "securityContext": container_security(),
+                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                     {"name": "run", "mountPath": "/var/run/postgresql"},
+                                     {"name": "tmp", "mountPath": "/tmp"}],
+                }],
+                "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+            }},
+            # The default StorageClass is the platform's encrypted gp3 class (ClusterAddons).
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": f"{args.config.storage_gib}Gi"}}}}],
+        }, opts=opts)
+        host = f"{app}.{args.namespace}.svc.cluster.local"
+        # Traffic stays inside the cluster's pod network; the README says so, and prod uses RDS with TLS.
+        return pulumi.Output.from_input(host), pulumi.Output.from_input(PORT), ""

@@ -1,0 +1,106 @@
+"""Serve a registered model over HTTP: Deployment, Service, autoscaling, disruption budget and scraping.
+
+The pods load `models:/<name>@champion` from MLflow and follow the alias, so promoting a model is a registry
+operation, not a deploy. Shutdown is ordered so no request is dropped: the preStop pause lets endpoints drop the pod
+before SIGTERM, and the grace period covers the server's own drain of in-flight requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kafka_access import KafkaGrant
+from components.pod_spec import (container_security, env, gpu_placement, http_probe, labels, pod_security, resources,
+                                 selector, tmp_volume)
+from components.workload_base import WorkloadBase, WorkloadContext
+from platform_config.services_model import TOPIC_ROLES, ServingConfig
+
+PORT = 8080
+PRE_STOP_SECONDS = 10
+DRAIN_SECONDS = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelServingArgs:
+    context: WorkloadContext
+    config: ServingConfig
+    image: str
+    model_name: str
+    alias: str = "champion"
+    log_predictions: bool = True
+    """Publish every prediction to the predictions topic (drift monitoring reads it)."""
+
+
+def spread(name: str) -> list[dict]:
+    match = {"matchLabels": selector(name)}
+    return [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": match},
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": match}]
+
+
+class ModelServing(WorkloadBase):
+    url: str
+
+    def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:workloads:ModelServing", name, None, opts)
+        ctx, cfg = args.context, args.config
+        grant = KafkaGrant(client=name, write=[TOPIC_ROLES["predictions"]]) if args.log_predictions else None
+        identity = self._identity(name, ctx, statements=[], kafka=grant)
+        opts_k8s = self._k8s_opts(ctx, identity)
+        meta = {"name": name, "namespace": ctx.namespace, "labels": labels(name, "serving")}
+        tmp, tmp_mount = tmp_volume()
+        kafka_volumes, kafka_mounts = self._kafka_volumes()
+        gpus = 1 if cfg.gpu_pool else 0
+        container = {
+            "name": "server", "image": args.image, "ports": [{"name": "http", "containerPort": PORT}],
+            "env": env({
+                "MODEL_NAME": args.model_name, "MODEL_URI": f"models:/{args.model_name}@{args.alias}",
+                "MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "PORT": str(PORT), "MODEL_POLL_SECONDS": "30",
+                "MAX_BATCH_SIZE": str(cfg.max_batch_size), "MAX_BATCH_DELAY_MS": str(cfg.max_batch_delay_ms),
+                "PREDICTION_LOGGING": "true" if args.log_predictions else "false",
+                "KAFKA_TOPIC_PREDICTIONS": TOPIC_ROLES["predictions"], "AWS_REGION": ctx.region,
+                **self._kafka_env()}),
+            # Up to 5 minutes to download and load the model before liveness checks start.
+            "startupProbe": http_probe("/healthz/ready", "http", period=5, failures=60),
+            "readinessProbe": http_probe("/healthz/ready", "http", period=5, failures=2),
+            "livenessProbe": http_probe("/healthz/live", "http", period=10, failures=3),
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+            "resources": resources(cfg.cpu, cfg.memory, gpus), "securityContext": container_security(),
+            "volumeMounts": [tmp_mount, *kafka_mounts],
+        }
+        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
+            # No `replicas`: the HorizontalPodAutoscaler owns the count, and a deploy must not reset it.
+            "selector": {"matchLabels": selector(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": {"metadata": {"labels": labels(name, "serving")}, "spec": {
+                "serviceAccountName": name, "securityContext": pod_security(),
+                "terminationGracePeriodSeconds": PRE_STOP_SECONDS + DRAIN_SECONDS + 5,
+                "containers": [container], "volumes": [tmp, *kafka_volumes],
+                "topologySpreadConstraints": spread(name), **gpu_placement(cfg.gpu_pool),
+            }},
+        }, opts=opts_k8s)
+        k8s.core.v1.Service(f"{name}-svc", metadata=meta, spec={
+            "selector": selector(name), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}, opts=opts_k8s)
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=meta, spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": cfg.min_replicas, "maxReplicas": cfg.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": cfg.target_cpu_percent}}}],
+            # Scale up at once, scale down slowly: traffic bursts are cheaper to absorb than cold starts.
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
+                                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}},
+        }, opts=opts_k8s)
+        # maxUnavailable (not minAvailable = replicas) so a node drain can always evict one pod at a time.
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
+            "maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}, opts=opts_k8s)
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=meta, spec={"selector": {"matchLabels": selector(name)},
+                                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]},
+            opts=pulumi.ResourceOptions(parent=self, provider=ctx.k8s_provider, depends_on=list(ctx.monitoring_crds)))
+        self.url = f"http://{name}.{ctx.namespace}.svc.cluster.local/invocations"
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,108 @@
+"""Metrics, dashboards and alerts: kube-prometheus-stack, the NVIDIA DCGM exporter, and the platform's own rules.
+
+Grafana's admin password is generated here and handed to the chart through an existing Secret, so it never appears
+in Helm values (which Pulumi stores in state and shows in diffs). Prometheus discovers every ServiceMonitor,
+PodMonitor and PrometheusRule in the cluster, not only the chart's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT
+from components.observability import dashboards
+from components.observability.alert_rules import rule_groups
+from platform_config.services_model import MonitoringConfig
+from platform_config.versions import (DCGM_EXPORTER_REPO, DCGM_EXPORTER_VERSION, KUBE_PROMETHEUS_STACK_REPO,
+                                      KUBE_PROMETHEUS_STACK_VERSION)
+
+RELEASE = "kube-prometheus-stack"
+GRAFANA_SECRET = "grafana-admin"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringArgs:
+    config: MonitoringConfig
+    namespace: str
+    k8s_provider: k8s.Provider
+    storage_class: str
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def stack_values(cfg: MonitoringConfig, storage_class: str) -> dict:
+    return {
+        "grafana": {
+            "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
+                                       "searchNamespace": "ALL"}},
+            "service": {"type": "ClusterIP"},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+        },
+        "prometheus": {"prometheusSpec": {
+            "retention": cfg.retention,
+            # Look at every monitor and rule in the cluster, not only those labelled for this release.
+            "serviceMonitorSelectorNilUsesHelmValues": False,
+            "podMonitorSelectorNilUsesHelmValues": False,
+            "ruleSelectorNilUsesHelmValues": False,
+            "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+            "storageSpec": {"volumeClaimTemplate": {"spec": {
+                "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": f"{cfg.storage_gib}Gi"}}}}},
+        }},
+        "alertmanager": {"alertmanagerSpec": {
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
+        }},
+    }
+
+
+def dcgm_values() -> dict:
+    return {
+        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+        "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}],
+        "serviceMonitor": {"enabled": True, "interval": "15s"},
+        # Adds namespace/pod/container labels to GPU metrics, so dashboards can attribute GPUs to training pods.
+        "kubernetes": {"enablePodLabels": True},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    stack_release: k8s.helm.v3.Release
+    grafana_url: str
+    prometheus_url: str
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:monitoring:Monitoring", name, None, opts)
+        ns = args.namespace
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
+        password = random.RandomPassword(f"{name}-grafana-password", length=32, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        secret = k8s.core.v1.Secret(f"{name}-grafana-admin", metadata={"name": GRAFANA_SECRET, "namespace": ns},
+                                    string_data={"admin-user": "admin", "admin-password": password.result},
+                                    opts=k8s_opts)
+        self.stack_release = k8s.helm.v3.Release(
+            f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
+            repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
+            values=stack_values(args.config, args.storage_class),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret])))
+        after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack_release])
+        k8s.helm.v3.Release(
+            f"{name}-dcgm-exporter", name="dcgm-exporter", chart="dcgm-exporter", version=DCGM_EXPORTER_VERSION,
+            repository_opts={"repo": DCGM_EXPORTER_REPO}, namespace=ns, atomic=True, values=dcgm_values(),
+            opts=after_stack)
+        for file_name, body in dashboards.rendered().items():
+            k8s.core.v1.ConfigMap(f"{name}-dashboard-{file_name.removesuffix('.json')}", metadata={
+                "name": file_name.removesuffix(".json"), "namespace": ns, "labels": {"grafana_dashboard": "1"}},
+                data={file_name: body}, opts=k8s_opts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-rules", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
+            metadata={"name": "ml-platform", "namespace": ns}, spec={"groups": rule_groups(args.config)},
+            opts=after_stack)
+        self.grafana_url = f"http://{RELEASE}-grafana.{ns}.svc.cluster.local:80"
+        self.prometheus_url = f"http://{RELEASE}-prometheus.{ns}.svc.cluster.local:9090"
+        self.register_outputs({"grafana_url": self.grafana_url, "prometheus_url": self.prometheus_url})

@@ -1,0 +1,190 @@
+"""Parse the services part of the stack config; problems go into the same `Problems` as the infrastructure's."""
+
+from __future__ import annotations
+
+import re
+
+from components.observability.metric_catalog import INFERENCE_LATENCY_BUCKETS
+from platform_config.model import GpuPoolConfig
+from platform_config.reader import Section
+from platform_config.services_model import (TOPIC_ROLES, DatabaseConfig, ImagesConfig, IngestionConfig, KafkaConfig,
+                                            MlflowConfig, MonitoringConfig, ServicesConfig, ServingConfig, TopicConfig,
+                                            TrainingConfig)
+
+_QUANTITY_CPU = r"[1-9][0-9]*m|[0-9]+(\.[0-9]+)?"
+_QUANTITY_MEMORY = r"[1-9][0-9]*(Mi|Gi)"
+_RETENTION = r"[1-9][0-9]*(h|d|w)"
+_REGISTRY = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64}"
+_CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
+_INSTANCE_CLASS = r"db\.[a-z0-9]+\.[a-z0-9]+"
+_MSK_INSTANCE = r"kafka\.[a-z0-9]+\.[a-z0-9]+"
+
+
+def load_services(top: Section, environment: str, zones: int, pools: list[GpuPoolConfig]) -> ServicesConfig:
+    pool_names = {p.name: p for p in pools}
+    mlflow = _mlflow(top.section("mlflow"))
+    kafka = _kafka(top.section("kafka"), environment, zones)
+    monitoring = _monitoring(top.section("monitoring"))
+    images = _images(top.section("images"))
+    serving = _serving(top.section("serving"), pool_names)
+    training = _training(top.section("training"), pool_names)
+    ingestion = _ingestion(top.section("ingestion"), kafka)
+    return ServicesConfig(mlflow=mlflow, kafka=kafka, monitoring=monitoring, images=images, serving=serving,
+                          training=training, ingestion=ingestion)
+
+
+def _mlflow(s: Section) -> MlflowConfig:
+    db = s.section("database")
+    database = DatabaseConfig(
+        backend=db.string("backend", "rds", choices=("rds", "in-cluster")),
+        instance_class=db.string("instanceClass", "db.t4g.medium", pattern=_INSTANCE_CLASS,
+                                 hint=" (an RDS instance class such as db.t4g.medium)"),
+        storage_gib=db.integer("storageGiB", 20, minimum=20, maximum=65536),
+        max_storage_gib=db.integer("maxStorageGiB", 100, minimum=20, maximum=65536),
+        multi_az=db.boolean("multiAz", False),
+        backup_retention_days=db.integer("backupRetentionDays", 7, minimum=0, maximum=35),
+        deletion_protection=db.boolean("deletionProtection", True),
+    )
+    if database.max_storage_gib < database.storage_gib:
+        db.problems.add(db.key("maxStorageGiB"), f"{database.max_storage_gib} is below storageGiB "
+                                                 f"({database.storage_gib})")
+    if database.backend == "in-cluster":
+        for key in ("instanceClass", "maxStorageGiB", "multiAz", "backupRetentionDays", "deletionProtection"):
+            if key in db.raw:
+                db.problems.add(db.key(key), "only applies to backend 'rds'; remove it or set backend: rds")
+    db.finish()
+    config = MlflowConfig(
+        database=database,
+        replicas=s.integer("replicas", 2, minimum=1, maximum=10),
+        exposure=s.string("exposure", "cluster", choices=("cluster", "vpc")),
+        allowed_hosts=s.string_list("allowedHosts", []),
+    )
+    s.finish()
+    return config
+
+
+def _kafka(s: Section, environment: str, zones: int) -> KafkaConfig:
+    flavor = s.string("flavor", "msk" if environment == "prod" else "strimzi", choices=("msk", "strimzi"))
+    brokers = s.integer("brokers", 3, minimum=1, maximum=30)
+    instance_type = s.string("brokerInstanceType", "kafka.m7g.large", pattern=_MSK_INSTANCE,
+                             hint=" (an MSK broker type such as kafka.m7g.large)")
+    if "brokerInstanceType" in s.raw and flavor != "msk":
+        s.problems.add(s.key("brokerInstanceType"), "only applies to flavor 'msk'; remove it or set flavor: msk")
+    if flavor == "msk" and zones and brokers % zones:
+        s.problems.add(s.key("brokers"), f"MSK needs a multiple of the AZ count ({zones}); got {brokers}")
+    volume = s.integer("volumeSizeGiB", 100, minimum=1, maximum=16384)
+    topics_section = s.section("topics")
+    topics = {}
+    for role, name in TOPIC_ROLES.items():
+        t = topics_section.section(role)
+        topic = TopicConfig(role=role, name=name,
+                            partitions=t.integer("partitions", 6, minimum=1, maximum=1000),
+                            replication_factor=t.integer("replicationFactor", min(3, brokers), minimum=1, maximum=30),
+                            retention_hours=t.integer("retentionHours", 168, minimum=1, maximum=87600))
+        if topic.replication_factor > brokers:
+            t.problems.add(t.key("replicationFactor"), f"{topic.replication_factor} is more than kafka.brokers "
+                                                       f"({brokers}); a topic cannot have more replicas than brokers")
+        t.finish()
+        topics[role] = topic
+    topics_section.finish()
+    s.finish()
+    return KafkaConfig(flavor=flavor, brokers=brokers, broker_instance_type=instance_type, volume_size_gib=volume,
+                       topics=topics)
+
+
+def _monitoring(s: Section) -> MonitoringConfig:
+    config = MonitoringConfig(
+        retention=s.string("retention", "15d", pattern=_RETENTION, hint=" (e.g. 12h, 15d, 4w)"),
+        storage_gib=s.integer("storageGiB", 50, minimum=5, maximum=16384),
+        latency_slo_seconds=s.number("latencySloSeconds", 0.25, minimum=0.005, maximum=60),
+        slo_objective=s.number("sloObjective", 0.99, minimum=0.5, maximum=0.9999),
+        gpu_idle_minutes=s.integer("gpuIdleMinutes", 30, minimum=5, maximum=1440),
+        drift_psi_threshold=s.number("driftPsiThreshold", 0.2, minimum=0.01, maximum=5),
+        consumer_lag_records=s.integer("consumerLagRecords", 10000, minimum=1, maximum=1_000_000_000),
+    )
+    if config.latency_slo_seconds not in INFERENCE_LATENCY_BUCKETS:
+        s.problems.add(s.key("latencySloSeconds"), f"{config.latency_slo_seconds:g} is not a bucket boundary of the "
+                       "inference latency histogram, so the SLO could not be measured; use one of "
+                       + ", ".join(f"{b:g}" for b in INFERENCE_LATENCY_BUCKETS))
+    s.finish()
+    return config
+
+
+def _images(s: Section) -> ImagesConfig:
+    registry = s.string("registry", pattern=_REGISTRY, hint=" (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com)")
+    tag = s.string("tag", pattern=_TAG, hint=" (a version tag such as 1.4.2, or sha256:<64 hex digits>)")
+    if tag == "latest":
+        s.problems.add(s.key("tag"), "'latest' is not allowed: it makes rollouts unrepeatable; use a version tag "
+                                     "or a digest")
+    s.finish()
+    return ImagesConfig(registry=registry, tag=tag)
+
+
+def _pool(s: Section, pools: dict[str, GpuPoolConfig]) -> str:
+    name = s.string("gpuPool", "")
+    if name and name not in pools:
+        known = ", ".join(sorted(pools)) or "none configured"
+        s.problems.add(s.key("gpuPool"), f"{name!r} is not a GPU pool of this stack (gpuPools: {known})")
+    return name
+
+
+def _serving(s: Section, pools: dict[str, GpuPoolConfig]) -> ServingConfig:
+    config = ServingConfig(
+        min_replicas=s.integer("minReplicas", 2, minimum=1, maximum=100),
+        max_replicas=s.integer("maxReplicas", 6, minimum=1, maximum=100),
+        target_cpu_percent=s.integer("targetCpuPercent", 70, minimum=10, maximum=100),
+        gpu_pool=_pool(s, pools),
+        cpu=s.string("cpu", "1", pattern=_QUANTITY_CPU, hint=" (e.g. 500m or 2)"),
+        memory=s.string("memory", "2Gi", pattern=_QUANTITY_MEMORY, hint=" (e.g. 512Mi or 4Gi)"),
+        max_batch_size=s.integer("maxBatchSize", 64, minimum=1, maximum=4096),
+        max_batch_delay_ms=s.integer("maxBatchDelayMs", 5, minimum=0, maximum=1000),
+    )
+    if config.min_replicas > config.max_replicas:
+        s.problems.add(s.key("minReplicas"), f"{config.min_replicas} is above maxReplicas ({config.max_replicas})")
+    if config.gpu_pool in pools and config.max_replicas > pools[config.gpu_pool].max_gpus:
+        s.problems.add(s.key("maxReplicas"), f"{config.max_replicas} GPU pods cannot fit pool {config.gpu_pool!r} "
+                                             f"(at most {pools[config.gpu_pool].max_gpus} GPUs)")
+    s.finish()
+    return config
+
+
+def _training(s: Section, pools: dict[str, GpuPoolConfig]) -> TrainingConfig:
+    schedule = s.string("schedule", "")
+    if schedule and not _is_cron(schedule):
+        s.problems.add(s.key("schedule"), f"{schedule!r} is not a 5-field cron expression (e.g. '0 3 * * 1')")
+    config = TrainingConfig(
+        gpu_pool=_pool(s, pools),
+        workers=s.integer("workers", 1, minimum=1, maximum=64),
+        gpus_per_worker=s.integer("gpusPerWorker", 1, minimum=1, maximum=16),
+        epochs=s.integer("epochs", 10, minimum=1, maximum=10000),
+        schedule=schedule,
+        backoff_limit=s.integer("backoffLimit", 3, minimum=0, maximum=20),
+        deadline_hours=s.integer("deadlineHours", 12, minimum=1, maximum=168),
+        keep_finished_hours=s.integer("keepFinishedHours", 24, minimum=1, maximum=720),
+    )
+    pool = pools.get(config.gpu_pool)
+    if pool and config.gpus_per_worker > pool.max_gpus_per_node:
+        s.problems.add(s.key("gpusPerWorker"), f"{config.gpus_per_worker} is more than the largest instance of pool "
+                                               f"{pool.name!r} has ({pool.max_gpus_per_node})")
+    if pool and config.workers * config.gpus_per_worker > pool.max_gpus:
+        s.problems.add(s.key("workers"), f"{config.workers} workers x {config.gpus_per_worker} GPUs exceed pool "
+                                         f"{pool.name!r}'s limit of {pool.max_gpus} GPUs")
+    s.finish()
+    return config
+
+
+def _ingestion(s: Section, kafka: KafkaConfig) -> IngestionConfig:
+    config = IngestionConfig(replicas=s.integer("replicas", 2, minimum=1, maximum=100),
+                             batch_records=s.integer("batchRecords", 5000, minimum=1, maximum=1_000_000))
+    partitions = kafka.topics["transactions"].partitions
+    if config.replicas > partitions:
+        s.problems.add(s.key("replicas"), f"{config.replicas} consumers for {partitions} partitions of the "
+                                          "transactions topic would leave some idle; lower it or add partitions")
+    s.finish()
+    return config
+
+
+def _is_cron(text: str) -> bool:
+    fields = text.split()
+    return len(fields) == 5 and all(re.fullmatch(_CRON_FIELD, f) for f in fields)

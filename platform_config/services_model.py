@@ -1,0 +1,166 @@
+"""The typed config of the platform services on the cluster: MLflow, Kafka, monitoring and the workloads.
+
+Every default is stated here; the stack files override them per environment. Key names are in backticks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DatabaseBackend = Literal["rds", "in-cluster"]
+KafkaFlavor = Literal["msk", "strimzi"]
+Exposure = Literal["cluster", "vpc"]
+
+# Topic roles -> the names the workloads use by default (workloads/CONTRACT.md).
+TOPIC_ROLES = {"transactions": "transactions", "predictions": "predictions", "deadLetter": "transactions-dlq"}
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    backend: DatabaseBackend = "rds"
+    """`mlflow.database.backend`: `rds` (Amazon RDS PostgreSQL) or `in-cluster` (one PostgreSQL pod on an encrypted
+    volume: cheap, no failover; meant for dev)."""
+    instance_class: str = "db.t4g.medium"
+    """`mlflow.database.instanceClass`, default db.t4g.medium (rds only)."""
+    storage_gib: int = 20
+    """`mlflow.database.storageGiB`, default 20: RDS allocated storage, or the in-cluster volume size."""
+    max_storage_gib: int = 100
+    """`mlflow.database.maxStorageGiB`, default 100: RDS storage autoscaling ceiling (rds only)."""
+    multi_az: bool = False
+    """`mlflow.database.multiAz`, default false: a synchronous standby in a second AZ (rds only)."""
+    backup_retention_days: int = 7
+    """`mlflow.database.backupRetentionDays`, default 7 (rds only; 0 turns automated backups off)."""
+    deletion_protection: bool = True
+    """`mlflow.database.deletionProtection`, default true: RDS refuses deletion; a final snapshot is always taken."""
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    database: DatabaseConfig
+    replicas: int = 2
+    """`mlflow.replicas`, default 2; with more than one, a PodDisruptionBudget keeps one serving during drains."""
+    exposure: Exposure = "cluster"
+    """`mlflow.exposure`: `cluster` (ClusterIP, reach it with port-forward) or `vpc` (an internal NLB)."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """`mlflow.allowedHosts`: extra Host headers MLflow accepts (e.g. your internal DNS name for the NLB)."""
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    role: str
+    """`transactions`, `predictions` or `deadLetter` (the key under `kafka.topics`)."""
+    name: str
+    partitions: int = 6
+    """`kafka.topics.<role>.partitions`, default 6."""
+    replication_factor: int = 3
+    """`kafka.topics.<role>.replicationFactor`, default 3; at most `kafka.brokers`."""
+    retention_hours: int = 168
+    """`kafka.topics.<role>.retentionHours`, default 168 (7 days)."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    flavor: KafkaFlavor
+    """`kafka.flavor`: `msk` (Amazon MSK) or `strimzi` (Kafka on the cluster). Default: `msk` in prod, else `strimzi`."""
+    brokers: int = 3
+    """`kafka.brokers`, default 3: MSK broker count (a multiple of the AZ count) or Strimzi broker+controller nodes."""
+    broker_instance_type: str = "kafka.m7g.large"
+    """`kafka.brokerInstanceType`, default kafka.m7g.large (msk only)."""
+    volume_size_gib: int = 100
+    """`kafka.volumeSizeGiB`, default 100: storage per broker."""
+    topics: dict[str, TopicConfig] = field(default_factory=dict)
+    """`kafka.topics.<role>` for each role in TOPIC_ROLES."""
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return min(2, self.brokers)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    retention: str = "15d"
+    """`monitoring.retention`, default 15d: how long Prometheus keeps samples."""
+    storage_gib: int = 50
+    """`monitoring.storageGiB`, default 50: Prometheus volume."""
+    latency_slo_seconds: float = 0.25
+    """`monitoring.latencySloSeconds`, default 0.25: a prediction slower than this spends the latency error budget."""
+    slo_objective: float = 0.99
+    """`monitoring.sloObjective`, default 0.99: the share of predictions that must be fast and successful."""
+    gpu_idle_minutes: int = 30
+    """`monitoring.gpuIdleMinutes`, default 30: a GPU allocated but idle this long raises a cost alert."""
+    drift_psi_threshold: float = 0.2
+    """`monitoring.driftPsiThreshold`, default 0.2: PSI above this on any feature is drift."""
+    consumer_lag_records: int = 10000
+    """`monitoring.consumerLagRecords`, default 10000: ingestion this far behind for 10 minutes alerts."""
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    registry: str
+    """`images.registry`, required: where the workload images are pushed, e.g. <account>.dkr.ecr.<region>.amazonaws.com."""
+    tag: str
+    """`images.tag`, required: a version tag (never `latest`) or an `sha256:` digest."""
+
+    def ref(self, name: str) -> str:
+        image = f"{self.registry}/ml-platform-{name}"
+        return f"{image}@{self.tag}" if self.tag.startswith("sha256:") else f"{image}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    min_replicas: int = 2
+    """`serving.minReplicas`, default 2."""
+    max_replicas: int = 6
+    """`serving.maxReplicas`, default 6."""
+    target_cpu_percent: int = 70
+    """`serving.targetCpuPercent`, default 70: the HorizontalPodAutoscaler's CPU target."""
+    gpu_pool: str = ""
+    """`serving.gpuPool`: run on this GPU pool (one `nvidia.com/gpu` per pod); empty runs on CPU."""
+    cpu: str = "1"
+    """`serving.cpu`, default 1: CPU request and limit per pod."""
+    memory: str = "2Gi"
+    """`serving.memory`, default 2Gi: memory request and limit per pod."""
+    max_batch_size: int = 64
+    """`serving.maxBatchSize`, default 64: rows per model call after micro-batching."""
+    max_batch_delay_ms: int = 5
+    """`serving.maxBatchDelayMs`, default 5: how long a request may wait for others to fill a batch."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    gpu_pool: str = ""
+    """`training.gpuPool`: the GPU pool training runs on; empty runs on CPU (system nodes)."""
+    workers: int = 1
+    """`training.workers`, default 1: more than one runs distributed data-parallel with torchrun."""
+    gpus_per_worker: int = 1
+    """`training.gpusPerWorker`, default 1 (ignored on CPU)."""
+    epochs: int = 10
+    """`training.epochs`, default 10."""
+    schedule: str = ""
+    """`training.schedule`: a cron expression for periodic retraining (a CronJob); empty trains once (a Job)."""
+    backoff_limit: int = 3
+    """`training.backoffLimit`, default 3: failed pods before the job fails; spot interruptions do not count."""
+    deadline_hours: int = 12
+    """`training.deadlineHours`, default 12: the job is stopped after this long."""
+    keep_finished_hours: int = 24
+    """`training.keepFinishedHours`, default 24: finished jobs and their pods are deleted after this."""
+
+
+@dataclass(frozen=True)
+class IngestionConfig:
+    replicas: int = 2
+    """`ingestion.replicas`, default 2: consumers in the group; at most the transactions topic's partitions."""
+    batch_records: int = 5000
+    """`ingestion.batchRecords`, default 5000: records per Parquet file and commit."""
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    mlflow: MlflowConfig
+    kafka: KafkaConfig
+    monitoring: MonitoringConfig
+    images: ImagesConfig
+    serving: ServingConfig
+    training: TrainingConfig
+    ingestion: IngestionConfig
