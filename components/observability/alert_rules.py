@@ -63,9 +63,9 @@ def alerting_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
             }})
     rules += [
         {"alert": "GpuIdle",
-         "expr": f'max by (Hostname, gpu, namespace, pod) (max_over_time(DCGM_FI_DEV_GPU_UTIL{{pod!=""}}'
-                 f"[{cfg.gpu_idle_minutes}m])) < 5",
-         "for": "5m", "labels": {"severity": "warning", "category": "cost"},
+         # `for` (not max_over_time) so the alert needs the GPU idle for the whole period, not a short history.
+         "expr": 'max by (Hostname, gpu, namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=""}) < 5',
+         "for": f"{cfg.gpu_idle_minutes}m", "labels": {"severity": "warning", "category": "cost"},
          "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is allocated but idle",
                          "description": f"Pod {{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} holds a GPU that stayed "
                                         f"under 5% utilisation for {cfg.gpu_idle_minutes} minutes; release it or "
@@ -93,7 +93,6 @@ def alerting_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
 
 
 def rule_groups(cfg: MonitoringConfig) -> list[dict[str, Any]]:
-    return [
-        {"name": "ml-platform.slo", "interval": "30s", "rules": recording_rules(cfg)},
-        {"name": "ml-platform.alerts", "rules": alerting_rules(cfg)},
-    ]
+    # One group: rules in a group run in order, so each alert sees the SLI ratios recorded in the same evaluation.
+    # Across groups the order is undefined and an alert could read a ratio one interval old.
+    return [{"name": "ml-platform", "rules": [*recording_rules(cfg), *alerting_rules(cfg)]}]

@@ -1,0 +1,377 @@
+"""Platform services and workload components, in each stack's plan and in config variants of it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components.kafka_access import KafkaGrant
+from components.kafka_msk import resource_arn, server_properties
+from components.kafka_strimzi import acls
+from components.mlflow import allowed_hosts
+from components.training_job import launch_command
+from offline.harness import SECRET, run_program, stack_config
+from platform_config import versions
+from platform_config.services_model import KafkaConfig, MlflowConfig, DatabaseConfig, TrainingConfig
+from tests.conftest import stack_plan
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
+
+
+def variant(stack: str, **overrides) -> object:
+    config, secrets = stack_config(stack)
+    for key, value in overrides.items():
+        config[f"ml-platform:{key}"] = json.dumps(value)
+    return run_program(stack, config, secrets)
+
+
+def pod_specs(plan) -> list[tuple[str, dict]]:
+    out = []
+    for r in plan.resources:
+        kind = r["inputs"].get("kind") if r["type"].startswith("kubernetes:") else None
+        if kind in ("Deployment", "StatefulSet"):
+            out.append((r["name"], r["inputs"]["spec"]["template"]["spec"]))
+        elif kind == "CronJob":
+            out.append((r["name"], r["inputs"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+    return out
+
+
+def images_in(value) -> list[str]:
+    if isinstance(value, dict):
+        return [v for k, v in value.items() if k == "image" and isinstance(v, str)] + \
+            [i for v in value.values() for i in images_in(v)]
+    if isinstance(value, list):
+        return [i for v in value for i in images_in(v)]
+    return []
+
+
+# ---- secrets ---------------------------------------------------------------------------------------------------
+
+def test_generated_passwords_never_appear_in_plain_text(plan):
+    passwords = plan.of_type("random:index/randomPassword:RandomPassword")
+    assert len(passwords) == 2  # the MLflow database and Grafana
+    text = json.dumps(plan.as_json())
+    # The mock makes each password "offline-<digest>"; none of them may be readable anywhere in the plan.
+    assert not re.search(r"offline-[0-9a-f]{24}", text)
+    for secret in plan.of_type("kubernetes:core/v1:Secret"):
+        assert secret["inputs"]["stringData"] == SECRET, secret["urn"]
+    for db in plan.of_type("aws:rds/instance:Instance"):
+        assert db["inputs"]["password"] == SECRET
+
+
+def test_the_password_check_would_catch_a_leak():
+    plan = stack_plan("dev")
+    leaked = json.dumps({**plan.as_json(), "outputs": {"oops": "offline-" + "a" * 24}})
+    assert re.search(r"offline-[0-9a-f]{24}", leaked)
+
+
+def test_grafana_admin_password_reaches_the_chart_only_through_a_secret(plan):
+    values = plan.one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]
+    assert values["grafana"]["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user",
+                                          "passwordKey": "admin-password"}
+    assert "adminPassword" not in values["grafana"]
+
+
+# ---- MLflow ----------------------------------------------------------------------------------------------------
+
+def test_rds_backend_is_private_encrypted_backed_up_and_snapshotted():
+    for stack, multi_az, protect in (("staging", False, False), ("prod", True, True)):
+        plan = stack_plan(stack)
+        db = plan.one("aws:rds/instance:Instance", "mlflow-db-postgres")
+        i = db["inputs"]
+        assert i["engine"] == "postgres" and i["engineVersion"] == versions.RDS_POSTGRES_MAJOR
+        assert i["storageEncrypted"] is True and i["kmsKeyId"].startswith("arn:aws:kms:")
+        assert i["publiclyAccessible"] is False and i["skipFinalSnapshot"] is False
+        assert i["finalSnapshotIdentifier"] == f"ml-platform-{stack}-mlflow-final"
+        assert i["multiAz"] is multi_az and i["deletionProtection"] is protect and db["protect"] is protect
+        assert i["backupRetentionPeriod"] >= 7
+        params = plan.one("aws:rds/parameterGroup:ParameterGroup", "mlflow-db-params")["inputs"]
+        assert {"name": "rds.force_ssl", "value": "1"} in [{k: p[k] for k in ("name", "value")}
+                                                           for p in params["parameters"]]
+        rules = [r["inputs"] for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                 if r["name"] == "mlflow-db-from-cluster"]
+        assert rules == [{**rules[0], "fromPort": 5432, "toPort": 5432, "ipProtocol": "tcp"}]
+        assert "cidrIpv4" not in rules[0] and rules[0]["referencedSecurityGroupId"].startswith("sg-")
+
+
+def test_dev_runs_postgres_in_the_cluster_as_non_root_without_rds():
+    plan = stack_plan("dev")
+    assert plan.of_type("aws:rds/instance:Instance") == []
+    (sts,) = [r for r in plan.of_type("kubernetes:apps/v1:StatefulSet")]
+    pod = sts["inputs"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["image"] == versions.POSTGRES_IMAGE
+
+
+def test_mlflow_deployment_shape_per_environment():
+    for stack, replicas, exposed in (("dev", 1, False), ("staging", 2, False), ("prod", 3, True)):
+        plan = stack_plan(stack)
+        deploy = plan.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")["inputs"]
+        assert deploy["spec"]["replicas"] == replicas
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        assert container["image"].endswith(f"/ml-platform-mlflow-server:0.1.0")
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MLFLOW_SERVE_ARTIFACTS"] == "true"
+        assert re.fullmatch(r"s3://ml-platform-\w+-artifacts-\w+/mlflow", env["MLFLOW_ARTIFACTS_DESTINATION"])
+        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-backend"}}]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        pdbs = [r for r in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget") if r["name"] == "mlflow-pdb"]
+        assert len(pdbs) == (1 if replicas > 1 else 0)
+        svc = plan.one("kubernetes:core/v1:Service", "mlflow-svc")["inputs"]
+        assert (svc["spec"].get("type") == "LoadBalancer") is exposed
+        if exposed:
+            assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+        assert plan.outputs["mlflowTrackingUri"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def test_mlflow_identity_reaches_only_the_artifact_prefix():
+    policy = next(json.loads(r["inputs"]["policy"]) for r in stack_plan("prod").of_type("aws:iam/rolePolicy:RolePolicy")
+                  if r["name"] == "mlflow")
+    objects = policy["Statement"][0]
+    assert objects["Resource"] == [next(iter(objects["Resource"])).split("/")[0] + "/mlflow/*"]
+    assert policy["Statement"][1]["Condition"] == {"StringLike": {"s3:prefix": ["mlflow/*"]}}
+
+
+def test_mlflow_allowed_hosts():
+    cfg = MlflowConfig(database=DatabaseConfig(), exposure="vpc", allowed_hosts=["mlflow.corp.example"])
+    hosts = allowed_hosts(cfg, "mlflow", "us-east-1").split(",")
+    assert "mlflow.mlflow.svc.cluster.local:*" in hosts and "*.elb.us-east-1.amazonaws.com:*" in hosts
+    assert hosts[-1] == "mlflow.corp.example" and "*" not in hosts
+
+
+# ---- Kafka -----------------------------------------------------------------------------------------------------
+
+def test_prod_msk_is_tls_iam_only_encrypted_and_monitored():
+    plan = stack_plan("prod")
+    assert plan.of_type("kubernetes:kafka.strimzi.io/v1:Kafka") == []
+    cluster = plan.one("aws:msk/cluster:Cluster", "kafka-cluster")["inputs"]
+    assert cluster["kafkaVersion"] == versions.MSK_KAFKA_VERSION and cluster["numberOfBrokerNodes"] == 3
+    assert cluster["encryptionInfo"]["encryptionInTransit"] == {"clientBroker": "TLS", "inCluster": True}
+    assert cluster["encryptionInfo"]["encryptionAtRestKmsKeyArn"].startswith("arn:aws:kms:")
+    assert cluster["clientAuthentication"] == {"sasl": {"iam": True}, "unauthenticated": False}
+    assert cluster["openMonitoring"]["prometheus"]["jmxExporter"]["enabledInBroker"] is True
+    assert cluster["loggingInfo"]["brokerLogs"]["cloudwatchLogs"]["enabled"] is True
+    assert len(cluster["brokerNodeGroupInfo"]["clientSubnets"]) == 3
+    topics = {t["inputs"]["name"]: t["inputs"] for t in plan.of_type("aws:msk/topic:Topic")}
+    assert {n: (t["partitionCount"], t["replicationFactor"]) for n, t in topics.items()} == {
+        "transactions": (12, 3), "predictions": (12, 3), "transactions-dlq": (3, 3)}
+    assert json.loads(topics["transactions-dlq"]["configs"])["retention.ms"] == str(720 * 3_600_000)
+    assert plan.outputs["kafkaBootstrapServers"].endswith(":9098")
+
+
+def test_msk_grants_are_scoped_to_topics_and_group():
+    roles = {r["name"]: json.loads(r["inputs"]["policy"])["Statement"]
+             for r in stack_plan("prod").of_type("aws:iam/rolePolicy:RolePolicy")}
+    kafka = {name: {a: s["Resource"] for s in stmts for a in s["Action"] if a.startswith("kafka-cluster:")}
+             for name, stmts in roles.items()}
+    ingestion = kafka["lake-ingestion"]
+    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:ReadData"]] == ["transactions"]
+    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:WriteData"]] == ["transactions-dlq"]
+    assert ingestion["kafka-cluster:AlterGroup"][0].split(":")[5].startswith("group/ml-platform-prod/")
+    assert [r.rsplit("/", 1)[-1] for r in kafka["fraud-detector"]["kafka-cluster:WriteData"]] == ["predictions"]
+    assert "kafka-cluster:ReadData" not in kafka["fraud-detector"]
+    assert not any(kafka[n] for n in ("fraud-detector-training", "fraud-detector-drift", "mlflow"))
+
+
+def test_msk_resource_arns_and_server_properties():
+    arn = "arn:aws:kafka:us-east-1:123456789012:cluster/ml/abc-1"
+    assert resource_arn(arn, "topic", "t") == "arn:aws:kafka:us-east-1:123456789012:topic/ml/abc-1/t"
+    props = server_properties(KafkaConfig(flavor="msk", brokers=3))
+    assert "auto.create.topics.enable=false" in props and "min.insync.replicas=2" in props
+
+
+def test_strimzi_cluster_is_kraft_tls_authenticated_and_authorized():
+    plan = stack_plan("staging")
+    assert plan.of_type("aws:msk/cluster:Cluster") == []
+    kafka = plan.one("kubernetes:kafka.strimzi.io/v1:Kafka", "kafka-cluster")["inputs"]["spec"]["kafka"]
+    assert kafka["version"] == versions.STRIMZI_KAFKA_VERSION
+    assert kafka["listeners"] == [{"name": "tls", "port": 9093, "type": "internal", "tls": True,
+                                   "authentication": {"type": "tls"}}]
+    assert kafka["authorization"] == {"type": "simple"} and kafka["config"]["min.insync.replicas"] == 2
+    pool = plan.one("kubernetes:kafka.strimzi.io/v1:KafkaNodePool", "kafka-nodes")["inputs"]["spec"]
+    assert pool["roles"] == ["controller", "broker"] and pool["replicas"] == 3
+    assert pool["storage"]["volumes"][0]["deleteClaim"] is False
+    operator = plan.one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]
+    assert operator["version"] == versions.STRIMZI_VERSION and operator["values"]["watchNamespaces"] == ["ml-workloads"]
+
+
+def test_strimzi_users_get_only_their_topics_and_mount_their_certificates():
+    plan = stack_plan("dev")
+    users = {u["inputs"]["metadata"]["name"]: u["inputs"]["spec"]["authorization"]["acls"]
+             for u in plan.of_type("kubernetes:kafka.strimzi.io/v1:KafkaUser")}
+    assert set(users) == {"lake-ingestion", "fraud-detector"}
+    assert users["lake-ingestion"] == acls(KafkaGrant("lake-ingestion", read=["transactions"],
+                                                      write=["transactions-dlq"], group="lake-ingestion"))
+    assert users["fraud-detector"] == [{"resource": {"type": "topic", "name": "predictions", "patternType": "literal"},
+                                        "operations": ["Describe", "Write"]}]
+    ingestion = plan.one("kubernetes:apps/v1:Deployment", "lake-ingestion-deployment")["inputs"]["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in ingestion["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_AUTH"] == "mtls" and env["KAFKA_BOOTSTRAP_SERVERS"].endswith(":9093")
+    sources = ingestion["spec"]["volumes"][1]["projected"]["sources"]
+    assert [s["secret"]["name"] for s in sources] == ["lake-ingestion", "platform-cluster-ca-cert"]
+
+
+# ---- workloads -------------------------------------------------------------------------------------------------
+
+def test_every_platform_pod_is_hardened_and_bounded(plan):
+    specs = pod_specs(plan)
+    assert len(specs) >= 5
+    for name, pod in specs:
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) <= set(c["resources"]["limits"]), name
+
+
+def test_every_long_running_container_has_probes(plan):
+    for r in plan.resources:
+        if r["type"] in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
+            for c in r["inputs"]["spec"]["template"]["spec"]["containers"]:
+                assert "livenessProbe" in c, r["name"]
+
+
+def test_no_image_is_latest_or_untagged(plan):
+    images = [i for r in plan.resources if r["type"].startswith("kubernetes:") for i in images_in(r["inputs"])]
+    assert len(images) >= 6
+    for image in images:
+        name, _, tag = image.rpartition(":") if "@" not in image else (image, "@", "digest")
+        assert "@sha256:" in image or (name and tag and tag != "latest" and "/" not in tag), image
+
+
+def test_every_helm_release_is_pinned_to_versions_py(plan):
+    pinned = {v for k, v in vars(versions).items() if k.endswith("_VERSION") and isinstance(v, str)}
+    for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
+        assert release["inputs"]["version"] in pinned, release["name"]
+
+
+def test_serving_is_autoscaled_drainable_and_scraped(plan):
+    deploy = plan.one("kubernetes:apps/v1:Deployment", "fraud-detector-deployment")["inputs"]["spec"]
+    assert "replicas" not in deploy  # the HPA owns it
+    pod = deploy["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODEL_URI"] == "models:/fraud-detector@champion"
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c)
+    assert pod["terminationGracePeriodSeconds"] > c["lifecycle"]["preStop"]["sleep"]["seconds"] + 30
+    assert [t["topologyKey"] for t in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone",
+                                                                            "kubernetes.io/hostname"]
+    hpa = plan.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "fraud-detector-hpa")["inputs"]["spec"]
+    want = {"dev": (1, 2), "staging": (2, 4), "prod": (3, 12)}[plan.stack]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == want
+    pdb = plan.one("kubernetes:policy/v1:PodDisruptionBudget", "fraud-detector-pdb")["inputs"]["spec"]
+    assert pdb["maxUnavailable"] == 1
+    monitor = plan.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", "fraud-detector-servicemonitor")
+    assert monitor["inputs"]["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_serving_on_a_gpu_pool_tolerates_the_taint_and_asks_for_a_gpu():
+    plan = variant("dev", serving={"minReplicas": 1, "maxReplicas": 2, "gpuPool": "gpu-small"})
+    pod = plan.one("kubernetes:apps/v1:Deployment", "fraud-detector-deployment")["inputs"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"mlplatform.io/gpu-pool": "gpu-small", "nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    cpu_pod = stack_plan("dev").one("kubernetes:apps/v1:Deployment", "fraud-detector-deployment")
+    assert "tolerations" not in cpu_pod["inputs"]["spec"]["template"]["spec"]
+
+
+def test_prod_training_is_distributed_over_two_gpu_nodes():
+    plan = stack_plan("prod")
+    cron = plan.one("kubernetes:batch/v1:CronJob", "fraud-detector-training-cronjob")["inputs"]["spec"]
+    assert cron["schedule"] == "0 3 * * 0" and cron["suspend"] is False and cron["concurrencyPolicy"] == "Forbid"
+    job = cron["jobTemplate"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in \
+        job["podFailurePolicy"]["rules"]
+    pod = job["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"][:4] == ["torchrun", "--nnodes=2", "--nproc_per_node=8", "--node_rank=$(JOB_COMPLETION_INDEX)"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "8" and pod["subdomain"] == "fraud-detector-training"
+    assert pod["nodeSelector"]["mlplatform.io/gpu-pool"] == "training"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["CHECKPOINT_URI"].endswith("/checkpoints/fraud-detector-training/$(JOB_NAME)/")
+    assert [e["name"] for e in c["env"]][:2] == ["JOB_NAME", "JOB_COMPLETION_INDEX"]  # defined before use
+    svc = plan.one("kubernetes:core/v1:Service", "fraud-detector-training-workers")["inputs"]["spec"]
+    assert svc["clusterIP"] == "None" and svc["publishNotReadyAddresses"] is True
+
+
+def test_dev_training_without_schedule_is_a_suspended_template():
+    cron = stack_plan("dev").one("kubernetes:batch/v1:CronJob", "fraud-detector-training-cronjob")["inputs"]["spec"]
+    assert cron["suspend"] is True
+    assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "training"]
+
+
+def test_launch_commands():
+    assert launch_command("t", TrainingConfig()) == ["python", "-m", "training"]
+    assert launch_command("t", TrainingConfig(gpu_pool="p", gpus_per_worker=4)) == [
+        "torchrun", "--standalone", "--nproc_per_node=4", "-m", "training"]
+    multi = launch_command("t", TrainingConfig(workers=3))
+    assert "--nnodes=3" in multi and "--master_addr=$(JOB_NAME)-0.t" in multi
+
+
+def test_workload_roles_touch_only_their_lake_prefixes():
+    roles = {r["name"]: json.loads(r["inputs"]["policy"])["Statement"]
+             for r in stack_plan("dev").of_type("aws:iam/rolePolicy:RolePolicy")}
+
+    def objects(name: str, action: str) -> list[str]:
+        """bucket area + key pattern for each object ARN the role may use with `action`."""
+        arns = [a for st in roles[name] if action in st["Action"] for a in st["Resource"]]
+        return sorted(re.sub(r"^arn:aws:s3:::ml-platform-dev-(\w+)-\w+/", r"\1:", a) for a in arns)
+
+    assert objects("lake-ingestion", "s3:PutObject") == ["curated:transactions/*", "raw:transactions/*"]
+    assert objects("fraud-detector-training", "s3:PutObject") == ["artifacts:checkpoints/fraud-detector-training/*"]
+    assert objects("fraud-detector-training", "s3:GetObject") == [
+        "artifacts:checkpoints/fraud-detector-training/*", "curated:transactions/*"]
+    assert objects("fraud-detector-drift", "s3:PutObject") == []
+    assert "fraud-detector" not in roles  # serving needs no S3 (models come through MLflow) and no MSK in dev
+
+
+def test_ingestion_replicas_follow_config():
+    for stack, n in (("dev", 1), ("staging", 2), ("prod", 6)):
+        deploy = stack_plan(stack).one("kubernetes:apps/v1:Deployment", "lake-ingestion-deployment")
+        assert deploy["inputs"]["spec"]["replicas"] == n
+
+
+def test_namespaces_enforce_pod_security():
+    plan = stack_plan("prod")
+    levels = {n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+              for n in plan.of_type("kubernetes:core/v1:Namespace")}
+    assert levels == {"mlflow": "restricted", "ml-workloads": "baseline", "monitoring": "privileged"}
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"training": {"gpuPool": "nope"}},
+     "ml-platform:training.gpuPool: 'nope' is not a GPU pool of this stack (gpuPools: gpu-small)"),
+    ({"kafka": {"flavor": "strimzi", "brokers": 1, "topics": {"transactions": {"replicationFactor": 3}}}},
+     "ml-platform:kafka.topics.transactions.replicationFactor: 3 is more than kafka.brokers (1); a topic cannot "
+     "have more replicas than brokers"),
+    ({"kafka": {"flavor": "msk", "brokers": 3}}, "ml-platform:kafka.brokers: MSK needs a multiple of the AZ count (2); "
+                                                 "got 3"),
+    ({"images": {"registry": "r.example.com", "tag": "latest"}},
+     "ml-platform:images.tag: 'latest' is not allowed: it makes rollouts unrepeatable; use a version tag or a digest"),
+    ({"monitoring": {"latencySloSeconds": 0.3}},
+     "ml-platform:monitoring.latencySloSeconds: 0.3 is not a bucket boundary of the inference latency histogram, so "
+     "the SLO could not be measured; use one of 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, "
+     "7.5, 10"),
+    ({"mlflow": {"database": {"backend": "in-cluster", "multiAz": True}}},
+     "ml-platform:mlflow.database.multiAz: only applies to backend 'rds'; remove it or set backend: rds"),
+    ({"training": {"gpuPool": "gpu-small", "workers": 3}},
+     "ml-platform:training.workers: 3 workers x 1 GPUs exceed pool 'gpu-small''s limit of 2 GPUs"),
+    ({"ingestion": {"replicas": 9}},
+     "ml-platform:ingestion.replicas: 9 consumers for 3 partitions of the transactions topic would leave some idle; "
+     "lower it or add partitions"),
+    ({"serving": {"cpu": "lots"}}, "ml-platform:serving.cpu: 'lots' is not valid (e.g. 500m or 2)"),
+    ({"training": {"schedule": "every monday"}},
+     "ml-platform:training.schedule: 'every monday' is not a 5-field cron expression (e.g. '0 3 * * 1')"),
+])
+def test_bad_service_config_names_the_key_and_the_fix(overrides, problem):
+    from platform_config import ConfigError, load_config
+    config, _ = stack_config("dev")
+    for key, value in overrides.items():
+        config[f"ml-platform:{key}"] = json.dumps(value)
+    with pytest.raises(ConfigError) as err:
+        load_config(config, "ml-platform", "dev")
+    assert problem in err.value.problems
