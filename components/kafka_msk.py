@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.kafka_access import KafkaClientAccess, KafkaGrant
+from components.service_access import cluster_only_port, service_key
 from platform_config.services_model import KafkaConfig
 from platform_config.versions import MSK_KAFKA_VERSION
 
@@ -56,16 +57,10 @@ class MskKafka(pulumi.ComponentResource):
         super().__init__("mlplatform:kafka:MskKafka", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
-        key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix} Kafka data at rest", enable_key_rotation=True,
-                          deletion_window_in_days=30,
-                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
-                                                      retain_on_delete=args.protect))
-        group = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id, description="MSK brokers: cluster only",
-                                      opts=child)
-        aws.vpc.SecurityGroupIngressRule(f"{name}-iam-from-cluster", security_group_id=group.id, ip_protocol="tcp",
-                                         from_port=IAM_PORT, to_port=IAM_PORT,
-                                         referenced_security_group_id=args.cluster_security_group_id,
-                                         description="Kafka (TLS + IAM) from cluster nodes", opts=child)
+        key = service_key(name, f"{args.name_prefix} Kafka data at rest", args.protect, self)
+        group = cluster_only_port(name, vpc_id=args.vpc_id, port=IAM_PORT,
+                                  cluster_security_group_id=args.cluster_security_group_id,
+                                  what="Kafka (TLS + IAM)", parent=self)
         logs = aws.cloudwatch.LogGroup(f"{name}-broker-logs", name=f"/aws/msk/{args.name_prefix}",
                                        retention_in_days=args.log_retention_days, opts=child)
         configuration = aws.msk.Configuration(f"{name}-config", name=f"{args.name_prefix}-kafka",

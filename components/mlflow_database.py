@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.pod_spec import container_security, labels, resources, selector
+from components.service_access import cluster_only_port, service_key
 from platform_config.services_model import DatabaseConfig
 from platform_config.versions import POSTGRES_IMAGE, RDS_POSTGRES_FAMILY, RDS_POSTGRES_MAJOR
 
@@ -62,17 +63,12 @@ class MlflowDatabase(pulumi.ComponentResource):
     def _rds(self, name: str, args: MlflowDatabaseArgs, password: random.RandomPassword):
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
-        kept = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)
-        key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix} MLflow database", enable_key_rotation=True,
-                          deletion_window_in_days=30, opts=kept)
+        key = service_key(name, f"{args.name_prefix} MLflow database", args.protect, self)
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=list(args.subnet_ids),
                                       description="private subnets only", opts=child)
-        group = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id, description="MLflow database: cluster only",
-                                      opts=child)
-        aws.vpc.SecurityGroupIngressRule(f"{name}-from-cluster", security_group_id=group.id, ip_protocol="tcp",
-                                         from_port=PORT, to_port=PORT,
-                                         referenced_security_group_id=args.cluster_security_group_id,
-                                         description="PostgreSQL from cluster nodes", opts=child)
+        group = cluster_only_port(name, vpc_id=args.vpc_id, port=PORT,
+                                  cluster_security_group_id=args.cluster_security_group_id, what="PostgreSQL",
+                                  parent=self)
         params = aws.rds.ParameterGroup(f"{name}-params", family=RDS_POSTGRES_FAMILY,
                                         description="TLS required; slow statements logged", parameters=[
                                             {"name": "rds.force_ssl", "value": "1"},

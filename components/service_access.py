@@ -1,0 +1,23 @@
+"""Building blocks for managed services the cluster talks to (RDS, MSK): a KMS key and a cluster-only port."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+
+def service_key(name: str, description: str, protect: bool, parent: pulumi.Resource) -> aws.kms.Key:
+    """A rotating customer-managed key; protected and retained with the data it encrypts."""
+    return aws.kms.Key(f"{name}-key", description=description, enable_key_rotation=True, deletion_window_in_days=30,
+                       opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect))
+
+
+def cluster_only_port(name: str, *, vpc_id: pulumi.Input[str], port: int, cluster_security_group_id: pulumi.Input[str],
+                      what: str, parent: pulumi.Resource) -> aws.ec2.SecurityGroup:
+    """A security group admitting `port` from the cluster's nodes only (managed and Karpenter nodes share it)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    group = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=vpc_id, description=f"{what}: cluster only", opts=child)
+    aws.vpc.SecurityGroupIngressRule(f"{name}-from-cluster", security_group_id=group.id, ip_protocol="tcp",
+                                     from_port=port, to_port=port, referenced_security_group_id=cluster_security_group_id,
+                                     description=f"{what} from cluster nodes", opts=child)
+    return group
