@@ -54,6 +54,8 @@ class StrimziKafkaArgs:
     operator_namespace: str
     k8s_provider: k8s.Provider
     cluster_name: str = "platform"
+    monitoring_crds: Sequence[pulumi.Resource] = ()
+    """The monitoring chart, which installs the PodMonitor CRD."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -145,6 +147,15 @@ class StrimziKafka(pulumi.ComponentResource):
                       "config": {"retention.ms": topic.retention_hours * 3_600_000,
                                  "min.insync.replicas": min(cfg.min_insync_replicas, topic.replication_factor)}},
                 opts=topic_opts)
+        # Brokers (JMX exporter) and the Kafka Exporter both serve metrics on the `tcp-prometheus` port.
+        k8s.apiextensions.CustomResource(
+            f"{name}-podmonitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+            metadata={"name": f"{cluster}-kafka", "namespace": ns},
+            spec={"selector": {"matchLabels": {"strimzi.io/cluster": cluster},
+                               "matchExpressions": [{"key": "strimzi.io/kind", "operator": "In", "values": ["Kafka"]}]},
+                  "podMetricsEndpoints": [{"port": "tcp-prometheus", "path": "/metrics", "interval": "30s"}]},
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[*args.monitoring_crds, kafka]))
         self._kafka = kafka
         self.bootstrap = pulumi.Output.from_input(f"{cluster}-kafka-bootstrap.{ns}.svc.cluster.local:{TLS_PORT}")
         self.register_outputs({"bootstrap": self.bootstrap})

@@ -68,7 +68,9 @@ USER = cr(STRIMZI, "KafkaUser", obj({
 }), CLUSTER_BOUND)
 
 MONITORING = "monitoring.coreos.com/v1"
-LABEL_SELECTOR = obj({"matchLabels": STRING_MAP})
+LABEL_SELECTOR = obj({"matchLabels": STRING_MAP, "matchExpressions": {"type": "array", "items": obj({
+    "key": STRING, "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+    "values": {"type": "array", "items": STRING}}, ("key", "operator"))}})
 DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?"
                                          r"(([0-9]+)s)?(([0-9]+)ms)?)$"}
 ENDPOINT = obj({"port": STRING, "path": STRING, "interval": DURATION, "scrapeTimeout": DURATION})

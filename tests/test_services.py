@@ -193,6 +193,8 @@ def test_strimzi_cluster_is_kraft_tls_authenticated_and_authorized():
     pool = plan.one("kubernetes:kafka.strimzi.io/v1:KafkaNodePool", "kafka-nodes")["inputs"]["spec"]
     assert pool["roles"] == ["controller", "broker"] and pool["replicas"] == 3
     assert pool["storage"]["volumes"][0]["deleteClaim"] is False
+    monitor = plan.one("kubernetes:monitoring.coreos.com/v1:PodMonitor", "kafka-podmonitor")["inputs"]["spec"]
+    assert monitor["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     operator = plan.one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]
     assert operator["version"] == versions.STRIMZI_VERSION and operator["values"]["watchNamespaces"] == ["ml-workloads"]
 
