@@ -26,6 +26,8 @@ class DriftMonitorArgs:
     model_name: str
     psi_threshold: float
     interval_seconds: int = 900
+    recent_hours: int = 24
+    """The last this-many hours of curated data are compared with everything before (the training window)."""
 
 
 class DriftMonitor(WorkloadBase):
@@ -43,7 +45,8 @@ class DriftMonitor(WorkloadBase):
                 "serviceAccountName": name, "securityContext": pod_security(),
                 "containers": [{
                     "name": "drift", "image": args.image,
-                    "args": ["--every", str(args.interval_seconds)],
+                    "args": ["--recent-hours", str(args.recent_hours),
+                             "--interval-seconds", str(args.interval_seconds)],
                     "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                     "env": env({"LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
                                 "MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "MODEL_NAME": args.model_name,

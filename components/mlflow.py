@@ -81,6 +81,9 @@ class Mlflow(pulumi.ComponentResource):
         server_env = env({
             "MLFLOW_HOST": "0.0.0.0", "MLFLOW_PORT": str(PORT), "MLFLOW_WORKERS": "2",
             "MLFLOW_SERVE_ARTIFACTS": "true",
+            # Job execution starts a pool of Huey worker processes (~240 MB each) for GenAI jobs this platform does
+            # not run; with it on, the pod would blow through its memory limit.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_ARTIFACTS_DESTINATION": pulumi.Output.concat("s3://", args.artifacts_bucket, f"/{ARTIFACT_PREFIX}"),
             "MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts(cfg, args.namespace, args.region),
             "AWS_REGION": args.region, "HOME": "/tmp",
