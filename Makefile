@@ -1,16 +1,18 @@
 # Everything runs offline: no Pulumi CLI, no AWS credentials, no network beyond the package index for `setup`.
+# `demo`, `bench` and the workload tests start real local services (S3, Kafka, MLflow, Prometheus) on 127.0.0.1.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 FORMAT ?= tree
 
-.PHONY: setup test plan plans policy clean
+.PHONY: setup test plan plans policy demo bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-workloads.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
+		-r requirements-workloads.txt
 	touch $@
 
 test: setup
@@ -21,6 +23,15 @@ plan: setup
 
 policy: setup
 	@$(PY) -m offline.policy_check --stack $(STACK)
+
+# The whole ML lifecycle on local services, with a summary at the end (FORMAT=json for JSON); HOLD=1 keeps the
+# services up afterwards until Ctrl-C.
+demo: setup
+	@$(PY) -m demo $(if $(filter json,$(FORMAT)),--format json) $(if $(HOLD),--hold)
+
+# Side-by-side benchmarks (not tests; not run in CI). FORMAT=json for JSON.
+bench: setup
+	@$(PY) -m benchmarks $(if $(filter json,$(FORMAT)),--format json)
 
 # One JSON plan per stack under .plan/, e.g. to diff against another revision's.
 plans: setup
