@@ -1,0 +1,214 @@
+"""The demo's lifecycle: data into Kafka, lake ingestion, training and promotion, serving, drift, retraining.
+
+Every step talks to real local services through the workloads' own entry points, exactly as the cluster runs
+them; only the data generator is called in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from demo.processes import StepError, Workloads, wait_until
+from demo.progress import Progress
+from demo.traffic import request_bodies, run_load
+from local_services import LocalServices, free_port
+
+STEPS = 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    transactions: int
+    drifted: int
+    epochs: int
+    requests: int
+    concurrency: int
+
+    @staticmethod
+    def of(fast: bool) -> "Sizes":
+        # fast: the variant the test suite runs; still every step, on less data.
+        return Sizes(4000, 2000, 3, 400, 8) if fast else Sizes(20000, 8000, 8, 4000, 16)
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def curated_rows(uri: str) -> int:
+    from common.lake import read_parquet_prefix
+    table = read_parquet_prefix(uri, columns=["transaction_id"])
+    return 0 if table is None else table.num_rows
+
+
+def lake_summary(buckets: dict[str, str]) -> dict[str, dict[str, int]]:
+    from common.lake import list_keys, parse_s3_uri
+    out = {}
+    for area, bucket in buckets.items():
+        keys = [str(k) for k in list_keys(parse_s3_uri(f"s3://{bucket}/", prefix=True))]
+        out[area] = {"objects": len(keys), "parquet_files": sum(k.endswith(".parquet") for k in keys)}
+    return out
+
+
+def model_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri)
+    # Version search results do not carry aliases; the registered model has the alias -> version map.
+    aliases = client.get_registered_model(name).aliases
+    versions = []
+    for mv in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+        metrics = client.get_run(mv.run_id).data.metrics
+        versions.append({"version": mv.version, "aliases": sorted(a for a, v in aliases.items() if v == mv.version),
+                         "metrics": {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith("test_")}})
+    return versions
+
+
+def produce(env: dict[str, str], pairs: list[tuple[bytes | None, bytes]]) -> None:
+    from common.kafka_config import producer_config
+    from datagen.__main__ import produce as produce_pairs
+    produce_pairs(pairs, env["KAFKA_TOPIC_TRANSACTIONS"], producer_config(env))
+
+
+def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[str, int] | None = None) -> dict[str, Any]:
+    """Runs every step; returns the summary. Everything started here is stopped before returning or raising."""
+    from datagen.__main__ import build
+    from datagen.generator import DEFAULT_SPAN, DEFAULT_START, generate
+
+    sizes = Sizes.of(fast)
+    serve_port, ingest_port = free_port(), free_port()
+    services = ("s3", "kafka", "mlflow") + (("prometheus",) if shutil.which("prometheus") else ())
+    summary: dict[str, Any] = {"fast": fast}
+
+    progress.step(f"Starting local services ({', '.join(services)}) on 127.0.0.1")
+    with LocalServices(workdir / "services", services=services, ports=ports,
+                       scrape_targets=[f"127.0.0.1:{serve_port}", f"127.0.0.1:{ingest_port}"]) as svc:
+        env = svc.env()
+        os.environ.update(env)  # the demo itself reads the lake and the registry as a client of these services
+        workloads = Workloads(workdir, env)
+        try:
+            progress.done(", ".join(f"{s} :{svc.ports[s]}" for s in services))
+
+            progress.step(f"Generating {sizes.transactions} transactions (1% malformed) into Kafka")
+            pairs = build(sizes.transactions, seed=7, drift=False, bad_fraction=0.01)
+            produce(env, pairs)
+            bad = len(pairs) - sizes.transactions
+            progress.done(f"{len(pairs)} records, {bad} malformed")
+
+            progress.step("Ingesting Kafka into the lake (Parquet, raw and curated)")
+            workloads.start("ingestion", "ingestion", {"METRICS_PORT": str(ingest_port), "INGEST_BATCH_RECORDS": "1000",
+                                                       "INGEST_BATCH_SECONDS": "1"})
+
+            def ingested(target: int):
+                def check():
+                    workloads.check_alive("ingestion")
+                    return curated_rows(env["LAKE_CURATED_URI"]) >= target
+                return check
+
+            wait_until(ingested(sizes.transactions), timeout_s=180, what="ingestion of the first batch",
+                       interval_s=1.0, on_tick=lambda _: progress.detail(
+                           f"{curated_rows(env['LAKE_CURATED_URI'])}/{sizes.transactions} records in the lake"))
+            progress.done(f"{sizes.transactions} records in the curated area")
+
+            train_env = {"EPOCHS": str(sizes.epochs), "METRICS_PORT": "0"}
+            progress.step(f"Training the first model ({sizes.epochs} epochs) and registering it")
+            workloads.run("training-1", "training", {**train_env, "CHECKPOINT_URI": env["CHECKPOINT_URI"] + "run-1/"})
+            first = model_versions(svc.mlflow_uri, env["MODEL_NAME"])
+            progress.done(f"version {first[-1]['version']} -> {', '.join(first[-1]['aliases'])}")
+
+            progress.step("Starting the inference server on models:/fraud-detector@champion")
+            ready_url = f"http://127.0.0.1:{serve_port}/healthz/ready"
+            workloads.start("inference", "inference", {"PORT": str(serve_port), "HOST": "127.0.0.1",
+                                                       "MODEL_POLL_SECONDS": "1"})
+            wait_until(lambda: workloads.check_alive("inference") or _ready(ready_url), timeout_s=120,
+                       what="the inference server to become ready")
+            progress.done(f"ready on :{serve_port}")
+
+            progress.step(f"Sending {sizes.requests} prediction requests ({sizes.concurrency} concurrent)")
+            holdout = generate(2000, seed=1234)
+            url = f"http://127.0.0.1:{serve_port}/invocations"
+            traffic = run_load(url, request_bodies(holdout, 1), concurrency=sizes.concurrency, total=sizes.requests)
+            if traffic.errors:
+                raise StepError(f"{traffic.errors} of {traffic.requests} prediction requests failed: "
+                                f"{dict(traffic.statuses)}")
+            summary["serving"] = traffic.summary()
+            progress.done(f"{traffic.rps:.0f} req/s, p50 {traffic.percentile_ms(50):.1f} ms, "
+                          f"p99 {traffic.percentile_ms(99):.1f} ms")
+
+            progress.step(f"Injecting drift: {sizes.drifted} transactions with shifted behaviour")
+            drift_start = DEFAULT_START + DEFAULT_SPAN
+            drifted = generate(sizes.drifted, seed=8, drift=True, start=drift_start)
+            produce(env, [(r["card_id"].encode(), json.dumps(r).encode()) for r in drifted])
+            total = sizes.transactions + sizes.drifted
+            wait_until(ingested(total), timeout_s=180, what="ingestion of the drifted batch", interval_s=1.0,
+                       on_tick=lambda _: progress.detail(
+                           f"{curated_rows(env['LAKE_CURATED_URI'])}/{total} records in the lake"))
+            progress.done(f"{total} records in the curated area")
+
+            progress.step("Detecting drift (PSI per feature, recent vs training window)")
+            code = workloads.run("drift", "drift", {"METRICS_PORT": "0"}, args=["--cutoff", drift_start.isoformat()],
+                                 ok_codes=(0, 3))
+            report = _last_json_line(workloads.log("drift"))
+            summary["drift"] = {"detected": code == 3, "threshold": report.get("threshold"),
+                                "psi": {k: round(v, 3) for k, v in sorted(report.get("psi", {}).items())}}
+            worst = max(summary["drift"]["psi"].items(), key=lambda kv: kv[1], default=("none", 0.0))
+            progress.done(f"{'drift detected' if code == 3 else 'no drift'} (max PSI {worst[1]:.2f} on {worst[0]})")
+
+            progress.step("Retraining on all data and promoting if better on held-out data")
+            workloads.run("training-2", "training", {**train_env, "CHECKPOINT_URI": env["CHECKPOINT_URI"] + "run-2/"})
+            versions = model_versions(svc.mlflow_uri, env["MODEL_NAME"])
+            newest = versions[-1]
+            progress.done(f"version {newest['version']} -> {', '.join(newest['aliases']) or 'no alias'}")
+
+            progress.step("Checking the server follows the champion alias")
+            champion = next(v["version"] for v in versions if "champion" in v["aliases"])
+
+            def serving_champion():
+                probe = run_load(url, request_bodies(holdout[:50], 1), concurrency=2, total=20)
+                return probe.errors == 0 and set(probe.model_versions) == {champion}
+
+            wait_until(serving_champion, timeout_s=60, what=f"the server to serve version {champion}", interval_s=1.0)
+            progress.done(f"serving version {champion}")
+
+            summary.update({
+                "data": {"transactions": sizes.transactions, "malformed_to_dead_letter": bad,
+                         "drifted_transactions": sizes.drifted, "lake": lake_summary(svc.buckets)},
+                "models": versions, "champion": champion,
+                "where": {"mlflow_ui": svc.mlflow_uri, "prometheus": svc.prometheus_url if "prometheus" in services
+                          else None, "s3_endpoint": svc.s3_endpoint, "lake_buckets": svc.buckets,
+                          "logs": str(workdir / "logs")},
+            })
+            if hold:
+                hold(summary)
+        finally:
+            workloads.stop_all()
+    summary["stopped"] = True
+    return summary
+
+
+def _last_json_line(path: Path) -> dict[str, Any]:
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return {}
+
+
+def timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")

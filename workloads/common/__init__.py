@@ -1,0 +1,1 @@
+"""Code shared by every workload image: schema, Kafka/S3 config, metrics, env parsing."""

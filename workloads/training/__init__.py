@@ -1,0 +1,1 @@
+"""Fraud model training job: `python -m training` (configuration: workloads/CONTRACT.md and README.md)."""
