@@ -19,8 +19,11 @@ from components.workload_base import WorkloadBase, WorkloadContext
 from platform_config.services_model import TOPIC_ROLES, ServingConfig
 
 PORT = 8080
+# Shutdown: preStop pause while endpoints drop the pod, then SIGTERM; the server answers a little longer (readiness
+# already failing), then closes its listener and finishes what is in flight within the rest of the grace period.
 PRE_STOP_SECONDS = 10
-DRAIN_SECONDS = 30
+SERVER_DRAIN_SECONDS = 5
+IN_FLIGHT_SECONDS = 30
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +63,7 @@ class ModelServing(WorkloadBase):
             "env": env({
                 "MODEL_NAME": args.model_name, "MODEL_URI": f"models:/{args.model_name}@{args.alias}",
                 "MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "PORT": str(PORT), "MODEL_POLL_SECONDS": "30",
+                "DRAIN_SECONDS": str(SERVER_DRAIN_SECONDS),
                 "MAX_BATCH_SIZE": str(cfg.max_batch_size), "MAX_BATCH_DELAY_MS": str(cfg.max_batch_delay_ms),
                 "PREDICTION_LOGGING": "true" if args.log_predictions else "false",
                 "KAFKA_TOPIC_PREDICTIONS": TOPIC_ROLES["predictions"], "AWS_REGION": ctx.region,
@@ -78,7 +82,7 @@ class ModelServing(WorkloadBase):
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "template": {"metadata": {"labels": labels(name, "serving")}, "spec": {
                 "serviceAccountName": name, "securityContext": pod_security(),
-                "terminationGracePeriodSeconds": PRE_STOP_SECONDS + DRAIN_SECONDS + 5,
+                "terminationGracePeriodSeconds": PRE_STOP_SECONDS + SERVER_DRAIN_SECONDS + IN_FLIGHT_SECONDS,
                 "containers": [container], "volumes": [tmp, *kafka_volumes],
                 "topologySpreadConstraints": spread(name), **gpu_placement(cfg.gpu_pool),
             }},

@@ -258,7 +258,8 @@ def test_serving_is_autoscaled_drainable_and_scraped(plan):
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["MODEL_URI"] == "models:/fraud-detector@champion"
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c)
-    assert pod["terminationGracePeriodSeconds"] > c["lifecycle"]["preStop"]["sleep"]["seconds"] + 30
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + int(env["DRAIN_SECONDS"]) + 30
     assert [t["topologyKey"] for t in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone",
                                                                             "kubernetes.io/hostname"]
     hpa = plan.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "fraud-detector-hpa")["inputs"]["spec"]
@@ -356,8 +357,7 @@ def test_namespaces_enforce_pod_security():
      "ml-platform:images.tag: 'latest' is not allowed: it makes rollouts unrepeatable; use a version tag or a digest"),
     ({"monitoring": {"latencySloSeconds": 0.3}},
      "ml-platform:monitoring.latencySloSeconds: 0.3 is not a bucket boundary of the inference latency histogram, so "
-     "the SLO could not be measured; use one of 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, "
-     "7.5, 10"),
+     "the SLO could not be measured; use one of 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5"),
     ({"mlflow": {"database": {"backend": "in-cluster", "multiAz": True}}},
      "ml-platform:mlflow.database.multiAz: only applies to backend 'rds'; remove it or set backend: rds"),
     ({"training": {"gpuPool": "gpu-small", "workers": 3}},
