@@ -41,11 +41,12 @@ def table(r: dict) -> str:
               f"  one record at a time   {ing['naive']['records_per_s']:>10.0f} records/s "
               f"({ing['naive']['records']} records)",
               f"  speed-up               {ing['speedup']:>10.1f}x"]
-    tr = r["training"]
     lines += ["", "Training: samples per second (steady-state epochs)",
-              f"  single process         {tr['single']['samples_per_s']:>10.0f}",
-              f"  torchrun, 2 processes  {tr['torchrun_2']['samples_per_s']:>10.0f}",
-              f"  speed-up               {tr['speedup']:>10.2f}x", ""]
+              f"  {'batch size':>10}  {'single process':>15} {'torchrun x2':>12} {'speed-up':>9}"]
+    for batch, tr in r["training"].items():
+        lines.append(f"  {batch:>10}  {tr['single']['samples_per_s']:>15.0f} {tr['torchrun_2']['samples_per_s']:>12.0f} "
+                     f"{tr['speedup']:>8.2f}x")
+    lines.append("")
     return "\n".join(lines)
 
 
