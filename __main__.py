@@ -14,6 +14,7 @@ from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
 from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.metrics_server import MetricsServer, MetricsServerArgs
 from components.mlflow import Mlflow, MlflowArgs
 from components.mlflow_database import MlflowDatabase, MlflowDatabaseArgs
 from components.model_serving import ModelServing, ModelServingArgs
@@ -63,15 +64,16 @@ gpu_pools = [GpuPool(f"gpu-pool-{pool.name}", GpuPoolArgs(
     depends_on=[karpenter.crds, karpenter.controller])) for pool in cfg.gpu_pools]
 NvidiaDevicePlugin("nvidia-device-plugin", NvidiaDevicePluginArgs(k8s_provider=cluster.provider,
                                                                   depends_on=[system_nodes]))
+MetricsServer("metrics-server", MetricsServerArgs(k8s_provider=cluster.provider, depends_on=[system_nodes]))
 
-# Platform services. Namespaces first: `monitoring` runs node-level exporters (privileged), Kafka under Strimzi
-# needs `baseline`; MLflow and everything of ours meets `restricted`.
+# Platform services. Namespaces first: `monitoring` runs node-level exporters (privileged); everything else,
+# Strimzi's Kafka pods included, meets `restricted`.
 svc = cfg.services
 name_prefix = f"{project}-{stack}"
 on_nodes = [system_nodes, *node_addons, storage_class]
 namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=cluster.provider, enforce=level),
                                       opts=pulumi.ResourceOptions(depends_on=on_nodes))
-              for name, level in (("mlflow", "restricted"), ("ml-workloads", "baseline"), ("monitoring", "privileged"),
+              for name, level in (("mlflow", "restricted"), ("ml-workloads", "restricted"), ("monitoring", "privileged"),
                                   ("strimzi-system", "restricted"))
               if name != "strimzi-system" or svc.kafka.flavor == "strimzi"}
 
@@ -87,7 +89,7 @@ mlflow = Mlflow("mlflow", MlflowArgs(
     config=svc.mlflow, namespace="mlflow", image=svc.images.ref("mlflow-server"), region=cfg.region,
     backend_uri=database.uri, artifacts_bucket=lake.bucket_names["artifacts"],
     artifacts_bucket_arn=lake.bucket_arns["artifacts"], lake_kms_key_arn=lake.kms_key_arn,
-    k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name,
+    k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name, vpc_cidr=str(cfg.network.cidr),
     depends_on=[namespaces["mlflow"], database]), opts=with_aws)
 
 if svc.kafka.flavor == "msk":

@@ -6,6 +6,7 @@ kube-proxy, while CoreDNS and the EBS CSI controller cannot become healthy witho
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -17,6 +18,8 @@ from components.iam import managed_policy
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 
 BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+# The VPC CNI enforces Kubernetes NetworkPolicies only when asked to; the platform's policies (MLflow) need it.
+ADDON_CONFIGURATION = {"vpc-cni": json.dumps({"enableNetworkPolicy": "true"})}
 AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 
 # Add-ons that call AWS, with the service account the add-on runs as and the AWS-managed policy scoped to its job.
@@ -63,6 +66,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 addon_name=addon,
                 addon_version=self._args.versions[addon],
                 service_account_role_arn=role_arn,
+                configuration_values=ADDON_CONFIGURATION.get(addon),
                 # Overwrite on create adopts what EKS may have pre-installed; preserve on update keeps local edits.
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",

@@ -104,6 +104,9 @@ class MskKafka(pulumi.ComponentResource):
             statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
                                "Resource": [arn.apply(lambda a, t=t: resource_arn(a, "topic", t))
                                             for t in request.write]})
+            # The clients' producers are idempotent (enable.idempotence); MSK authorizes that on the cluster.
+            statements.append({"Effect": "Allow", "Action": ["kafka-cluster:WriteDataIdempotently"],
+                               "Resource": [arn]})
         if request.group:
             statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
                                "Resource": [arn.apply(lambda a: resource_arn(a, "group", request.group))]})

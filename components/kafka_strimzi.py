@@ -67,6 +67,8 @@ def kafka_spec(cfg: KafkaConfig) -> dict:
             "listeners": [{"name": "tls", "port": TLS_PORT, "type": "internal", "tls": True,
                            "authentication": {"type": "tls"}}],
             "authorization": {"type": "simple"},
+            # Replicas of a partition go to brokers in different zones, so one zone's loss keeps every partition.
+            "rack": {"topologyKey": "topology.kubernetes.io/zone"},
             "config": {"offsets.topic.replication.factor": replication,
                        "transaction.state.log.replication.factor": replication,
                        "transaction.state.log.min.isr": cfg.min_insync_replicas,
@@ -97,6 +99,11 @@ def node_pool_spec(cfg: KafkaConfig) -> dict:
             # Claims outlive the cluster resource: deleting the Kafka CR must not delete the data with it.
             "deleteClaim": False}]},
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+        # One broker per node and brokers spread over zones: losing a node or a zone costs one replica at most.
+        "template": {"pod": {"topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"strimzi.io/pool-name": "dual-role"}}}
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]}},
     }
 
 
@@ -122,6 +129,11 @@ class StrimziKafka(pulumi.ComponentResource):
             f"{name}-operator", name="strimzi-kafka-operator", chart=STRIMZI_CHART, version=STRIMZI_VERSION,
             namespace=args.operator_namespace, atomic=True,
             values={"watchNamespaces": [ns], "watchAnyNamespace": False,
+                    # The operator's own pod, and (through the restricted provider) every pod it creates, meet the
+                    # `restricted` Pod Security Standard its namespaces enforce.
+                    "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    "extraEnvs": [{"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}],
                     "resources": {"requests": {"cpu": "200m", "memory": "384Mi"},
                                   "limits": {"cpu": "1", "memory": "384Mi"}}},
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on)))

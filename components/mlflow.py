@@ -7,6 +7,7 @@ own for models.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -39,6 +40,8 @@ class MlflowArgs:
     identity: dict[str, Any] = field(default_factory=dict)
     """mode / oidc_provider_arn / oidc_issuer / account_id, as for every WorkloadIdentity."""
     cluster_name: pulumi.Input[str] = ""
+    vpc_cidr: str = "10.0.0.0/16"
+    """With `vpc` exposure, only the VPC (plus `mlflow.clientCidrs`) may reach the load balancer."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -60,6 +63,10 @@ def allowed_hosts(cfg: MlflowConfig, namespace: str, region: str) -> str:
     if cfg.exposure == "vpc":
         hosts.append(f"*.elb.{region}.amazonaws.com:*")
     return ",".join([*hosts, *cfg.allowed_hosts])
+
+
+def client_namespaces() -> list[str]:
+    return ["ml-workloads", "monitoring"]
 
 
 class Mlflow(pulumi.ComponentResource):
@@ -99,22 +106,29 @@ class Mlflow(pulumi.ComponentResource):
             "resources": resources("500m", "1Gi"), "securityContext": container_security(),
             "volumeMounts": [mount],
         }
-        # Schema migrations run once per rollout, before any server starts against the new schema.
+        # Schema migrations run once per image, as a Job the Deployment waits for: init containers in several
+        # replicas would race to migrate a fresh database. The name carries the image, so an upgrade migrates again.
         migrate = {**{k: container[k] for k in ("image", "env", "envFrom", "securityContext", "volumeMounts")},
                    "name": "db-upgrade", "command": ["sh", "-c", 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"'],
                    "resources": resources("250m", "512Mi")}
+        image_id = hashlib.sha256(args.image.encode()).hexdigest()[:8]
+        migration = k8s.batch.v1.Job(f"{name}-db-upgrade", metadata={
+            "name": f"{APP}-db-upgrade-{image_id}", "namespace": args.namespace, "labels": labels(APP, "migration")},
+            spec={"backoffLimit": 6, "template": {"metadata": {"labels": labels(APP, "migration")}, "spec": {
+                "restartPolicy": "Never", "securityContext": pod_security(), "automountServiceAccountToken": False,
+                "containers": [migrate], "volumes": [volume]}}}, opts=k8s_opts)
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
             "replicas": cfg.replicas, "selector": {"matchLabels": selector(APP)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": labels(APP, "tracking")}, "spec": {
                 "serviceAccountName": APP, "securityContext": pod_security(),
-                "initContainers": [migrate], "containers": [container], "volumes": [volume],
+                "containers": [container], "volumes": [volume],
                 "terminationGracePeriodSeconds": 30,
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                                "whenUnsatisfiable": "ScheduleAnyway",
                                                "labelSelector": {"matchLabels": selector(APP)}}],
             }},
-        }, opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[identity])))
+        }, opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[identity, migration])))
         service_spec: dict[str, Any] = {"selector": selector(APP),
                                         "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]}
         annotations = {}
@@ -123,10 +137,23 @@ class Mlflow(pulumi.ComponentResource):
             service_spec["type"] = "LoadBalancer"
             annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                            "service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
+            service_spec["loadBalancerSourceRanges"] = [args.vpc_cidr, *cfg.client_cidrs]
         k8s.core.v1.Service(f"{name}-svc", metadata={**meta, "annotations": annotations}, spec=service_spec,
                             opts=k8s_opts)
         if cfg.replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
                 "maxUnavailable": 1, "selector": {"matchLabels": selector(APP)}}, opts=k8s_opts)
+        self._network_policy(name, args, k8s_opts)
         self.tracking_uri = f"http://{APP}.{args.namespace}.svc.cluster.local:{PORT}"
         self.register_outputs({"tracking_uri": self.tracking_uri})
+
+    def _network_policy(self, name: str, args: MlflowArgs, opts: pulumi.ResourceOptions) -> None:
+        """MLflow has no user accounts here, so the network decides who may reach it (and move the champion alias):
+        the workloads, Prometheus and, with `vpc` exposure, the VPC and the configured client ranges."""
+        peers: list[dict[str, Any]] = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}}
+                                       for n in client_namespaces()]
+        if args.config.exposure == "vpc":
+            peers += [{"ipBlock": {"cidr": cidr}} for cidr in (args.vpc_cidr, *args.config.client_cidrs)]
+        k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata={"name": APP, "namespace": args.namespace}, spec={
+            "podSelector": {"matchLabels": selector(APP)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=opts)

@@ -69,6 +69,8 @@ class MlflowDatabase(pulumi.ComponentResource):
         group = cluster_only_port(name, vpc_id=args.vpc_id, port=PORT,
                                   cluster_security_group_id=args.cluster_security_group_id, what="PostgreSQL",
                                   parent=self)
+        suffix = random.RandomString(f"{name}-snapshot-suffix", length=8, special=False, upper=False,
+                                     opts=pulumi.ResourceOptions(parent=self))
         params = aws.rds.ParameterGroup(f"{name}-params", family=RDS_POSTGRES_FAMILY,
                                         description="TLS required; slow statements logged", parameters=[
                                             {"name": "rds.force_ssl", "value": "1"},
@@ -85,8 +87,10 @@ class MlflowDatabase(pulumi.ComponentResource):
             parameter_group_name=params.name, ca_cert_identifier="rds-ca-rsa2048-g1",
             multi_az=cfg.multi_az, backup_retention_period=cfg.backup_retention_days, copy_tags_to_snapshot=True,
             deletion_protection=cfg.deletion_protection,
-            # Always keep a last snapshot: experiment history is not reproducible from anything else.
-            skip_final_snapshot=False, final_snapshot_identifier=f"{args.name_prefix}-mlflow-final",
+            # Always keep a last snapshot: experiment history is not reproducible from anything else. The suffix is
+            # new whenever the database is, so destroying a recreated database never collides with an old snapshot.
+            skip_final_snapshot=False,
+            final_snapshot_identifier=pulumi.Output.concat(f"{args.name_prefix}-mlflow-final-", suffix.result),
             auto_minor_version_upgrade=True, performance_insights_enabled=True,
             performance_insights_kms_key_id=key.arn, enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=list(args.depends_on)))
@@ -132,6 +136,11 @@ class MlflowDatabase(pulumi.ComponentResource):
                 "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": f"{args.config.storage_gib}Gi"}}}}],
         }, opts=opts)
+        # Only MLflow's own pods (server and migration job) may open the database port.
+        k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata=meta, spec={
+            "podSelector": {"matchLabels": selector(app)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}],
+                         "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=opts)
         host = f"{app}.{args.namespace}.svc.cluster.local"
         # Traffic stays inside the cluster's pod network; the README says so, and prod uses RDS with TLS.
         return pulumi.Output.from_input(host), pulumi.Output.from_input(PORT), ""

@@ -68,15 +68,19 @@ class ModelServing(WorkloadBase):
                 "PREDICTION_LOGGING": "true" if args.log_predictions else "false",
                 "KAFKA_TOPIC_PREDICTIONS": TOPIC_ROLES["predictions"], "AWS_REGION": ctx.region,
                 **self._kafka_env()}),
-            # Up to 5 minutes to download and load the model before liveness checks start.
-            "startupProbe": http_probe("/healthz/ready", "http", period=5, failures=60),
+            # Startup waits for the process, not the model: on a new platform no champion exists until the first
+            # training run, and the pod must wait for it (not ready) rather than be restarted in a loop.
+            "startupProbe": http_probe("/healthz/live", "http", period=5, failures=24),
             "readinessProbe": http_probe("/healthz/ready", "http", period=5, failures=2),
             "livenessProbe": http_probe("/healthz/live", "http", period=10, failures=3),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
             "resources": resources(cfg.cpu, cfg.memory, gpus), "securityContext": container_security(),
             "volumeMounts": [tmp_mount, *kafka_mounts],
         }
-        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
+        # Pulumi does not wait for readiness: pods become ready only once a champion model is registered, which on
+        # a new platform happens after the first training run, not during `pulumi up`.
+        deploy_meta = {**meta, "annotations": {"pulumi.com/skipAwait": "true"}}
+        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deploy_meta, spec={
             # No `replicas`: the HorizontalPodAutoscaler owns the count, and a deploy must not reset it.
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},

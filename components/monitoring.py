@@ -64,9 +64,9 @@ def dcgm_values() -> dict:
     return {
         "nodeSelector": {GPU_PRESENT_LABEL: "true"},
         "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}],
-        "serviceMonitor": {"enabled": True, "interval": "15s"},
-        # Adds namespace/pod/container labels to GPU metrics, so dashboards can attribute GPUs to training pods.
-        "kubernetes": {"enablePodLabels": True},
+        # honorLabels keeps the exporter's namespace/pod/container labels (the pod holding each GPU) instead of
+        # Prometheus overwriting them with the exporter pod's own; the GPU dashboards and GpuIdle rely on them.
+        "serviceMonitor": {"enabled": True, "interval": "15s", "honorLabels": True},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
     }
 

@@ -66,6 +66,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "id": bucket}
         if type_ == "random:index/randomPassword:RandomPassword":
             return {"result": f"offline-{_digest(name, length=24)}"}
+        if type_ == "random:index/randomString:RandomString":
+            return {"result": _digest(name, length=int(inputs.get("length", 8)))}
         if type_ == "aws:iam/role:Role":
             role = inputs.get("name") or f"{name}-{_digest(name, length=7)}"
             return {"name": role, "arn": f"arn:aws:iam::{acct}:role/{role}", "uniqueId": f"AROA{_digest(name)}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from components.observability.metric_catalog import INFERENCE_LATENCY_BUCKETS
@@ -59,7 +60,16 @@ def _mlflow(s: Section) -> MlflowConfig:
         replicas=s.integer("replicas", 2, minimum=1, maximum=10),
         exposure=s.string("exposure", "cluster", choices=("cluster", "vpc")),
         allowed_hosts=s.string_list("allowedHosts", []),
+        client_cidrs=s.string_list("clientCidrs", []),
     )
+    for text in config.client_cidrs:
+        try:
+            if ipaddress.IPv4Network(text).prefixlen == 0:
+                s.problems.add(s.key("clientCidrs"), "0.0.0.0/0 would open MLflow to every network; list ranges")
+        except ValueError:
+            s.problems.add(s.key("clientCidrs"), f"{text!r} is not an IPv4 CIDR block")
+    if config.client_cidrs and config.exposure != "vpc":
+        s.problems.add(s.key("clientCidrs"), "only applies with exposure: vpc; remove it or set exposure: vpc")
     s.finish()
     return config
 

@@ -44,6 +44,8 @@ class MlflowConfig:
     """`mlflow.exposure`: `cluster` (ClusterIP, reach it with port-forward) or `vpc` (an internal NLB)."""
     allowed_hosts: list[str] = field(default_factory=list)
     """`mlflow.allowedHosts`: extra Host headers MLflow accepts (e.g. your internal DNS name for the NLB)."""
+    client_cidrs: list[str] = field(default_factory=list)
+    """`mlflow.clientCidrs`: with `vpc` exposure, ranges beyond the VPC allowed to reach MLflow (VPN, peered VPCs)."""
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,7 @@ STRIMZI_KAFKA_VERSION = "4.3.0"
 STRIMZI_METADATA_VERSION = "4.3-IV0"
 # Amazon MSK: "3.9.x" lets AWS apply patch releases; it is the newest 3.x line MSK lists.
 MSK_KAFKA_VERSION = "3.9.x"
+
+# metrics-server feeds the HorizontalPodAutoscaler's CPU metrics; EKS does not install it.
+METRICS_SERVER_REPO = "https://kubernetes-sigs.github.io/metrics-server/"
+METRICS_SERVER_VERSION = "3.13.0"

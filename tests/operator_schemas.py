@@ -36,6 +36,7 @@ KAFKA = cr(STRIMZI, "Kafka", obj({
     "kafka": obj({
         "version": STRING, "metadataVersion": STRING, "listeners": {"type": "array", "items": LISTENER, "minItems": 1},
         "authorization": obj({"type": {"enum": ["simple", "opa", "keycloak", "custom"]}}, ("type",)),
+        "rack": obj({"topologyKey": STRING}, ("topologyKey",)),
         "config": CONFIG_MAP,
         "metricsConfig": obj({"type": {"enum": ["jmxPrometheusExporter", "strimziMetricsReporter"]},
                               "valueFrom": obj({"configMapKeyRef": obj({"name": STRING, "key": STRING},
@@ -52,6 +53,10 @@ NODE_POOL = cr(STRIMZI, "KafkaNodePool", obj({
         "id": INT, "type": {"enum": ["persistent-claim", "ephemeral"]}, "size": STRING, "class": STRING,
         "kraftMetadata": {"enum": ["shared"]}, "deleteClaim": BOOL}, ("type",))}}, ("type",)),
     "resources": RESOURCES,
+    "template": obj({"pod": obj({"topologySpreadConstraints": {"type": "array", "items": obj({
+        "maxSkew": {"type": "integer", "minimum": 1}, "topologyKey": STRING,
+        "whenUnsatisfiable": {"enum": ["DoNotSchedule", "ScheduleAnyway"]},
+        "labelSelector": obj({"matchLabels": STRING_MAP})}, ("maxSkew", "topologyKey", "whenUnsatisfiable"))}})}),
 }, ("replicas", "roles", "storage")), CLUSTER_BOUND)
 TOPIC = cr(STRIMZI, "KafkaTopic", obj({"partitions": {"type": "integer", "minimum": 1},
                                        "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},

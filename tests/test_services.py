@@ -84,7 +84,7 @@ def test_rds_backend_is_private_encrypted_backed_up_and_snapshotted():
         assert i["engine"] == "postgres" and i["engineVersion"] == versions.RDS_POSTGRES_MAJOR
         assert i["storageEncrypted"] is True and i["kmsKeyId"].startswith("arn:aws:kms:")
         assert i["publiclyAccessible"] is False and i["skipFinalSnapshot"] is False
-        assert i["finalSnapshotIdentifier"] == f"ml-platform-{stack}-mlflow-final"
+        assert re.fullmatch(rf"ml-platform-{stack}-mlflow-final-[0-9a-f]{{8}}", i["finalSnapshotIdentifier"])
         assert i["multiAz"] is multi_az and i["deletionProtection"] is protect and db["protect"] is protect
         assert i["backupRetentionPeriod"] >= 7
         params = plan.one("aws:rds/parameterGroup:ParameterGroup", "mlflow-db-params")["inputs"]
@@ -342,7 +342,35 @@ def test_namespaces_enforce_pod_security():
     plan = stack_plan("prod")
     levels = {n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
               for n in plan.of_type("kubernetes:core/v1:Namespace")}
-    assert levels == {"mlflow": "restricted", "ml-workloads": "baseline", "monitoring": "privileged"}
+    assert levels == {"mlflow": "restricted", "ml-workloads": "restricted", "monitoring": "privileged"}
+    staging = {n["inputs"]["metadata"]["name"] for n in stack_plan("staging").of_type("kubernetes:core/v1:Namespace")}
+    assert "strimzi-system" in staging
+    operator = stack_plan("staging").one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]["values"]
+    assert {"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"} in operator["extraEnvs"]
+
+
+def test_mlflow_is_reachable_only_from_its_clients():
+    for stack, exposed in (("dev", False), ("prod", True)):
+        plan = stack_plan(stack)
+        policy = plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "mlflow-ingress")["inputs"]["spec"]
+        peers = policy["ingress"][0]["from"]
+        namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers
+                      if "namespaceSelector" in p]
+        assert namespaces == ["ml-workloads", "monitoring"]
+        assert [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p] == (["10.30.0.0/16"] if exposed else [])
+    svc = stack_plan("prod").one("kubernetes:core/v1:Service", "mlflow-svc")["inputs"]["spec"]
+    assert svc["loadBalancerSourceRanges"] == ["10.30.0.0/16"]
+    cni = [a for a in stack_plan("prod").of_type("aws:eks/addon:Addon") if a["inputs"]["addonName"] == "vpc-cni"]
+    assert json.loads(cni[0]["inputs"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_mlflow_migrates_once_per_image_before_the_servers_start():
+    plan = stack_plan("prod")
+    job = plan.one("kubernetes:batch/v1:Job", "mlflow-db-upgrade")
+    assert re.fullmatch(r"mlflow-db-upgrade-[0-9a-f]{8}", job["inputs"]["metadata"]["name"])
+    deploy = plan.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")
+    assert job["urn"] in deploy["dependsOn"]
+    assert "initContainers" not in deploy["inputs"]["spec"]["template"]["spec"]
 
 
 @pytest.mark.parametrize("overrides, problem", [

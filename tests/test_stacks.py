@@ -104,7 +104,8 @@ def test_gpu_pools_are_tainted_and_the_device_plugin_tolerates_them(plan):
 def test_helm_releases_are_pinned_and_not_on_gpu_nodes_unless_meant_to(plan):
     releases = plan.of_type("kubernetes:helm.sh/v3:Release")
     strimzi = {"kafka-operator"} if plan.stack != "prod" else set()
-    assert {r["name"] for r in releases} == {"karpenter", "karpenter-crd", "nvidia-device-plugin", "monitoring-stack",
+    assert {r["name"] for r in releases} == {"karpenter", "karpenter-crd", "nvidia-device-plugin", "metrics-server",
+                                             "monitoring-stack",
                                              "monitoring-dcgm-exporter", *strimzi}
     assert all(r["inputs"]["version"] for r in releases)
     assert plan.one("kubernetes:helm.sh/v3:Release", "karpenter")["inputs"]["values"]["nodeSelector"] == {
