@@ -116,7 +116,7 @@ TrainingJob(f"{MODEL}-training", TrainingJobArgs(context=workloads, config=svc.t
                                                   image=svc.images.ref("training"), model_name=MODEL), opts=with_aws)
 Ingestion("lake-ingestion", IngestionArgs(context=workloads, config=svc.ingestion,
                                           image=svc.images.ref("ingestion")), opts=with_aws)
-DriftMonitor(f"{MODEL}-drift", DriftMonitorArgs(context=workloads, image=svc.images.ref("drift"), model_name=MODEL,
+DriftMonitor(f"{MODEL}-drift", DriftMonitorArgs(context=workloads, image=svc.images.ref("drift"),
                                                 psi_threshold=svc.monitoring.drift_psi_threshold), opts=with_aws)
 
 pulumi.export("region", cfg.region)

@@ -23,7 +23,6 @@ PREFIX = "transactions/"
 class DriftMonitorArgs:
     context: WorkloadContext
     image: str
-    model_name: str
     psi_threshold: float
     interval_seconds: int = 900
     recent_hours: int = 24
@@ -49,7 +48,6 @@ class DriftMonitor(WorkloadBase):
                              "--interval-seconds", str(args.interval_seconds)],
                     "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                     "env": env({"LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
-                                "MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "MODEL_NAME": args.model_name,
                                 "DRIFT_PSI_THRESHOLD": f"{args.psi_threshold:g}", "METRICS_PORT": str(METRICS_PORT),
                                 "AWS_REGION": ctx.region}),
                     "livenessProbe": http_probe("/metrics", "metrics", period=30, failures=3, delay=10),

@@ -94,6 +94,9 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
     services = ("s3", "kafka", "mlflow") + (("prometheus",) if shutil.which("prometheus") else ())
     summary: dict[str, Any] = {"fast": fast}
 
+    # The MLflow database lives in the workdir but S3 and Kafka are in memory: a second run in the same workdir
+    # must not inherit model versions whose artifacts are gone.
+    shutil.rmtree(workdir / "services", ignore_errors=True)
     progress.step(f"Starting local services ({', '.join(services)}) on 127.0.0.1")
     with LocalServices(workdir / "services", services=services, ports=ports,
                        scrape_targets=[f"127.0.0.1:{serve_port}", f"127.0.0.1:{ingest_port}"]) as svc:

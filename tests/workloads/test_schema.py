@@ -119,3 +119,22 @@ def test_records_to_table_matches_the_lake_schema():
     table = records_to_table(generate(10, seed=8) + [{**GOOD, "txn_count_1h": 3.0, "extra": "dropped"}])
     assert table.schema == ARROW_SCHEMA and table.num_rows == 11
     assert table.schema.field("event_time").type == pa.timestamp("ms", tz="UTC")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("amount", 10 ** 400, "amount: must be a number > 0 and <= 50000, got an integer of 401 digits"),
+    ("txn_count_1h", -(10 ** 30), "txn_count_1h: must be an integer >= 0 and <= 1000, got an integer of 31 digits"),
+    ("event_time", "0001-01-01T00:00:00+01:00", "event_time: out of range, got '0001-01-01T00:00:00+01:00'"),
+    ("event_time", "9999-12-31T23:59:59-01:00", "event_time: out of range, got '9999-12-31T23:59:59-01:00'"),
+    ("card_id", "\ud800", "card_id: must be valid Unicode text (no lone surrogates), got '\\ud800'"),
+])
+def test_hostile_values_are_problems_not_exceptions(field, value, message):
+    assert _problems(**{field: value}) == [message]
+
+
+def test_ingestion_sends_hostile_records_to_the_dead_letter_topic_instead_of_crashing():
+    from ingestion.batch import decode
+    for value in (b'{"amount": ' + b"1" * 5000 + b"}", b"[" * 200000,
+                  b'{"transaction_id": "\\ud800", "event_time": "2026-01-01T00:00:00+00:00"}'):
+        item = decode(0, None, value, None)
+        assert item.error and item.record is None

@@ -409,3 +409,31 @@ def test_mlflow_models_serve_serves_the_champion(runs):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+@pytest.mark.services
+def test_unevaluable_champion_is_never_replaced_blindly(services, monkeypatch):
+    """A champion whose artifacts cannot be loaded (after retries) keeps the alias; the new version waits."""
+    import uuid
+
+    from mlflow.tracking import MlflowClient
+
+    from training import registry
+    from training.data import Split
+
+    s3_env(services)
+    client = MlflowClient(services.mlflow_uri)
+    name = f"unevaluable-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    old = client.create_model_version(name, source=f"s3://{services.buckets['artifacts']}/nowhere/old").version
+    new = client.create_model_version(name, source=f"s3://{services.buckets['artifacts']}/nowhere/new").version
+    client.set_registered_model_alias(name, registry.CHAMPION, old)
+    test = Split(features=np.zeros((4, 1), dtype=np.float32), labels=np.array([0, 1, 0, 1], dtype=np.float32),
+                 transaction_ids=["a", "b", "c", "d"])
+    original = registry._champion_pr_auc
+    monkeypatch.setattr(registry, "_champion_pr_auc", lambda *a, **k: original(*a, **{**k, "attempts": 1}))
+    decision = registry.choose_alias(client, name, new, 0.99, test)
+    assert decision.alias == registry.CHALLENGER
+    assert client.get_model_version_by_alias(name, registry.CHAMPION).version == old
+    assert client.get_model_version_by_alias(name, registry.CHALLENGER).version == new
+    assert registry.version_of_run(client, name, "no-such-run") is None

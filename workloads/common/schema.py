@@ -97,6 +97,9 @@ def _check_number(name: str, value: Any) -> str | None:
     # bool is an int subclass: True would silently become 1.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{name}: {expected}, got {_show(value)}"
+    # Python ints are unbounded: one with hundreds of digits overflows float arithmetic below.
+    if isinstance(value, int) and abs(value) > 1e15:
+        return f"{name}: {expected}, got an integer of {len(str(abs(value)))} digits"
     if not math.isfinite(value):
         return f"{name}: {expected}, got {_show(value)}"
     if integer and not float(value).is_integer():
@@ -109,7 +112,18 @@ def _check_number(name: str, value: Any) -> str | None:
 def _check_id(name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
         return f"{name}: must be a non-empty string of at most {MAX_ID_LENGTH} characters, got {_show(value)}"
+    if not _encodable(value):
+        return f"{name}: must be valid Unicode text (no lone surrogates), got {_show(value)}"
     return None
+
+
+def _encodable(text: str) -> bool:
+    # JSON allows "\ud800"; such a string cannot be written as UTF-8 to Parquet or Kafka.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_event_time(value: Any) -> datetime:
@@ -122,7 +136,10 @@ def parse_event_time(value: Any) -> datetime:
         raise ValueError(f"event_time: must be an ISO-8601 string with a timezone, got {_show(value)}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"event_time: must include a timezone offset (e.g. +00:00 or Z), got {_show(value)}")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 lies before datetime.min in UTC
+        raise ValueError(f"event_time: out of range, got {_show(value)}") from None
 
 
 def validate_record(record: Any, *, require_label: bool, require_ids: bool) -> list[str]:

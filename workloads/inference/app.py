@@ -209,8 +209,11 @@ class InferenceApp:
     def _rows(self, raw: bytes) -> list:
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, [f"body: malformed JSON: {exc}"]) from None
+        # ValueError also covers integer literals past Python's digit limit; RecursionError, absurd nesting.
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, [f"body: malformed JSON: {exc}"[:300]]) from None
+        except RecursionError:
+            raise HTTPError(400, ["body: malformed JSON: nested too deeply"]) from None
         if not isinstance(body, dict):
             raise HTTPError(422, [f"body: must be a JSON object with an 'instances' list, got {type(body).__name__}"])
         # `dataframe_records` / `dataframe_split` are what `mlflow models serve` clients send.
@@ -247,6 +250,8 @@ class InferenceApp:
         ):
             raise HTTPError(422, ["dataframe_split: must be an object with 'columns' and 'data' lists"])
         columns = split["columns"]
+        if not all(isinstance(c, str) for c in columns):
+            raise HTTPError(422, ["dataframe_split.columns: must be a list of field names (strings)"])
         return [dict(zip(columns, row)) if isinstance(row, list) else row for row in split["data"]]
 
     async def _predict(self, scope, receive) -> tuple[int, bytes, bytes]:

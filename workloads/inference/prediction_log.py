@@ -40,7 +40,7 @@ class PredictionLog:
             try:
                 key = record["transaction_id"].encode() if isinstance(record["transaction_id"], str) else None
                 self._producer.produce(self.topic, json.dumps(record).encode(), key=key)
-            except BufferError:
+            except Exception:  # noqa: BLE001 - a full queue or an unencodable record must not fail the request
                 self.dropped += 1
         self._producer.poll(0)  # serve delivery callbacks without waiting
 

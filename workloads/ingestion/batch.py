@@ -56,15 +56,20 @@ def decode(offset: int, key: bytes | None, value: bytes | None, timestamp_ms: in
         return item
     try:
         record = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    # ValueError: besides malformed JSON, an integer literal past Python's digit limit.
+    except (ValueError, RecursionError) as exc:
         item.error = f"value: not valid json ({exc})"[:MAX_ERROR_CHARS]
         return item
-    problems = validate_record(record, require_label=True, require_ids=True)
+    try:
+        problems = validate_record(record, require_label=True, require_ids=True)
+        if not problems:
+            item.event_time = parse_event_time(record["event_time"])
+    except Exception as exc:  # noqa: BLE001 - one record must never stop its partition: it goes to the DLQ
+        problems = [f"record: could not be validated ({type(exc).__name__}: {exc})"]
     if problems:
         item.error = "; ".join(problems)[:MAX_ERROR_CHARS]
         return item
     item.record = record
-    item.event_time = parse_event_time(record["event_time"])
     return item
 
 

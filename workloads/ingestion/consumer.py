@@ -121,6 +121,11 @@ class Ingestor:
             if tp.partition in self.batches:
                 self.flush(tp.partition)
             self.unchecked.discard(tp.partition)
+            # The new owner reports this partition's lag; a stale value here would double it in the lag alert.
+            try:
+                metrics.CONSUMER_LAG.remove(self.config.topic, str(tp.partition))
+            except KeyError:
+                pass
         log.info("revoked partitions %s", [tp.partition for tp in partitions])
 
     # -------------------------------------------------------------- main loop

@@ -110,8 +110,11 @@ def _finish(cfg: TrainConfig, model, prepared, workdir: str) -> registry.Decisio
             "test_recall": recall,
         }
     )
-    version = registry.log_model(files, prepared.example_rows, cfg.model_name)
     client = MlflowClient()
+    # A job killed after registering but before writing result.json must not register the same weights twice.
+    run_id = mlflow.active_run().info.run_id
+    version = registry.version_of_run(client, cfg.model_name, run_id) or registry.log_model(
+        files, prepared.example_rows, cfg.model_name)
     decision = registry.choose_alias(client, cfg.model_name, version, test_pr_auc, test)
     # Details as run tags (one request); the version carries just the decision and its score.
     mlflow.set_tags(
@@ -171,7 +174,8 @@ def run(cfg: TrainConfig) -> int:
             raise
         if env.is_main:
             _log_report(prepared.report)
-            if new_run:
+            # A restart after mlflow_run.json was written but before the params were may find them missing.
+            if new_run or not mlflow.get_run(mlflow.active_run().info.run_id).data.params:
                 sizes = {f"{name}_rows": len(s.labels) for name, s in prepared.splits.items()}
                 sizes.update({f"{name}_positives": s.positives for name, s in prepared.splits.items()})
                 params = {k: v for k, v in vars(cfg).items() if not k.endswith("uri") and k != "metrics_port"}

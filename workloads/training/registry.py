@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 
 import mlflow
@@ -86,6 +87,29 @@ def test_pr_auc(scorer: Scorer, test: Split) -> float:
     return evaluation.pr_auc(test.labels, scorer.scores(test.features))
 
 
+def version_of_run(client: MlflowClient, model_name: str, run_id: str) -> str | None:
+    """The version this run already registered, if any (the job is being resumed after registering)."""
+    try:
+        found = client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return str(found[0].version) if found else None
+
+
+def _champion_pr_auc(model_name: str, version: str, test: Split, attempts: int = 3) -> float | None:
+    """The champion re-scored on today's test split; None when it cannot be loaded after retries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return test_pr_auc(load_scorer(f"models:/{model_name}/{version}"), test)
+        except Exception as exc:  # noqa: BLE001 - network, S3 and registry errors all look alike here
+            log.warning("evaluating champion version %s failed (attempt %d/%d): %s", version, attempt, attempts, exc)
+            if attempt < attempts:
+                time.sleep(2 ** attempt)
+    return None
+
+
 def choose_alias(client: MlflowClient, model_name: str, version: str, new_pr_auc: float, test: Split) -> Decision:
     """Champion only if the new version beats the current champion on today's test split (PR AUC)."""
     try:
@@ -98,13 +122,14 @@ def choose_alias(client: MlflowClient, model_name: str, version: str, new_pr_auc
     if current is None:
         client.set_registered_model_alias(model_name, CHAMPION, version)
         return Decision(version, CHAMPION, new_pr_auc, None, None)
-    try:
-        # Re-scored now rather than read from its old run: the test split has grown since it was trained.
-        champion_pr_auc = test_pr_auc(load_scorer(f"models:/{model_name}/{current.version}"), test)
-    except Exception as exc:  # an unloadable champion cannot be served either, so it must not block promotion
-        log.warning("could not evaluate champion version %s (%s); promoting version %s", current.version, exc, version)
-        champion_pr_auc = None
-    if champion_pr_auc is None or new_pr_auc > champion_pr_auc:
+    # Re-scored now rather than read from its old run: the test split has grown since it was trained.
+    champion_pr_auc = _champion_pr_auc(model_name, current.version, test)
+    if champion_pr_auc is None:
+        # Without a comparison the new version is never crowned: it waits as challenger for a person to decide.
+        log.error("champion version %s could not be evaluated; version %s becomes challenger", current.version, version)
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        return Decision(version, CHALLENGER, new_pr_auc, current.version, None)
+    if new_pr_auc > champion_pr_auc:
         client.set_registered_model_alias(model_name, CHAMPION, version)
         alias = CHAMPION
     else:
