@@ -37,6 +37,11 @@ def text_summary(s: dict) -> str:
     for m in s["models"]:
         metrics = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in m["metrics"].items())
         lines.append(f"  model v{m['version']:<3} {('@' + ', @'.join(m['aliases'])) if m['aliases'] else '':<22} {metrics}")
+        if "compared_with" in m:
+            c = m["compared_with"]
+            score = c["test_pr_auc_same_data"]
+            score = f"{float(score):.3f}" if score not in (None, "none") else "not evaluated"
+            lines.append(f"  {'':<33} promotion test: v{c['version']} scored pr_auc {score} on the same test data")
     lines.append(f"  serving    {serving['requests']} predictions, {serving['errors']} errors, {serving['rps']:.0f} req/s, "
                  f"p50 {serving['p50_ms']:.1f} ms, p95 {serving['p95_ms']:.1f} ms, p99 {serving['p99_ms']:.1f} ms")
     drifted = [f"{k} {v:.2f}" for k, v in drift["psi"].items() if v > (drift["threshold"] or 0)]

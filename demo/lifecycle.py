@@ -72,9 +72,15 @@ def model_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
     aliases = client.get_registered_model(name).aliases
     versions = []
     for mv in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
-        metrics = client.get_run(mv.run_id).data.metrics
-        versions.append({"version": mv.version, "aliases": sorted(a for a, v in aliases.items() if v == mv.version),
-                         "metrics": {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith("test_")}})
+        run = client.get_run(mv.run_id).data
+        entry = {"version": mv.version, "aliases": sorted(a for a, v in aliases.items() if v == mv.version),
+                 "metrics": {k: round(v, 4) for k, v in sorted(run.metrics.items()) if k.startswith("test_")}}
+        # The promotion decision re-scored the then-champion on this version's test split; show that pairing,
+        # since each version's own test_* metrics come from different (growing) test data.
+        if run.tags.get("compared_with_version", "none") != "none":
+            entry["compared_with"] = {"version": run.tags["compared_with_version"],
+                                      "test_pr_auc_same_data": run.tags.get("champion_test_pr_auc")}
+        versions.append(entry)
     return versions
 
 
