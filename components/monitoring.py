@@ -23,6 +23,9 @@ from platform_config.versions import (DCGM_EXPORTER_REPO, DCGM_EXPORTER_VERSION,
 
 RELEASE = "kube-prometheus-stack"
 GRAFANA_SECRET = "grafana-admin"
+WEBHOOK_SECRET = "alertmanager-webhook"
+# Alertmanager mounts each secret listed in alertmanagerSpec.secrets under this directory.
+WEBHOOK_URL_FILE = f"/etc/alertmanager/secrets/{WEBHOOK_SECRET}/url"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +57,32 @@ def stack_values(cfg: MonitoringConfig, storage_class: str) -> dict:
                 "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": f"{cfg.storage_gib}Gi"}}}}},
         }},
-        "alertmanager": {"alertmanagerSpec": {
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
-        }},
+        "alertmanager": {
+            "alertmanagerSpec": {
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"cpu": "200m", "memory": "256Mi"}},
+                "secrets": [WEBHOOK_SECRET] if cfg.alert_webhook_url else [],
+            },
+            "config": alertmanager_config(bool(cfg.alert_webhook_url)),
+        },
+    }
+
+
+def alertmanager_config(webhook: bool) -> dict:
+    """Routing for the platform's alerts. The URL is read from a mounted secret file, never from Helm values."""
+    platform = {"name": "platform"}
+    if webhook:
+        platform["webhook_configs"] = [{"url_file": WEBHOOK_URL_FILE, "send_resolved": True}]
+    return {
+        "route": {"receiver": "platform", "group_by": ["alertname", "namespace", "severity"], "group_wait": "30s",
+                  "group_interval": "5m", "repeat_interval": "4h",
+                  # The chart's always-firing heartbeat and info inhibitor are not for people.
+                  "routes": [{"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+                             {"receiver": "null", "matchers": ['alertname = "InfoInhibitor"']}]},
+        # A firing page (critical burn) silences the ticket (warning burn) for the same alert.
+        "inhibit_rules": [{"source_matchers": ['severity = "critical"'], "target_matchers": ['severity = "warning"'],
+                           "equal": ["alertname"]}],
+        "receivers": [{"name": "null"}, platform],
     }
 
 
@@ -85,11 +111,16 @@ class Monitoring(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(f"{name}-grafana-admin", metadata={"name": GRAFANA_SECRET, "namespace": ns},
                                     string_data={"admin-user": "admin", "admin-password": password.result},
                                     opts=k8s_opts)
+        webhook = []
+        if args.config.alert_webhook_url:
+            webhook = [k8s.core.v1.Secret(f"{name}-alert-webhook", metadata={"name": WEBHOOK_SECRET, "namespace": ns},
+                                          string_data={"url": pulumi.Output.secret(args.config.alert_webhook_url)},
+                                          opts=k8s_opts)]
         self.stack_release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
             values=stack_values(args.config, args.storage_class),
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret])))
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, *webhook])))
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack_release])
         k8s.helm.v3.Release(
             f"{name}-dcgm-exporter", name="dcgm-exporter", chart="dcgm-exporter", version=DCGM_EXPORTER_VERSION,

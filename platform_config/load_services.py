@@ -112,6 +112,8 @@ def _monitoring(s: Section) -> MonitoringConfig:
         gpu_idle_minutes=s.integer("gpuIdleMinutes", 30, minimum=5, maximum=1440),
         drift_psi_threshold=s.number("driftPsiThreshold", 0.2, minimum=0.01, maximum=5),
         consumer_lag_records=s.integer("consumerLagRecords", 10000, minimum=1, maximum=1_000_000_000),
+        alert_webhook_url=s.string("alertWebhookUrl", "", pattern=r"https://\S+",
+                                   hint=" (an https:// URL; alerts would otherwise cross the network in clear)"),
     )
     if config.latency_slo_seconds not in INFERENCE_LATENCY_BUCKETS:
         s.problems.add(s.key("latencySloSeconds"), f"{config.latency_slo_seconds:g} is not a bucket boundary of the "

@@ -95,6 +95,9 @@ class MonitoringConfig:
     """`monitoring.driftPsiThreshold`, default 0.2: PSI above this on any feature is drift."""
     consumer_lag_records: int = 10000
     """`monitoring.consumerLagRecords`, default 10000: ingestion this far behind for 10 minutes alerts."""
+    alert_webhook_url: str = ""
+    """`monitoring.alertWebhookUrl`: where Alertmanager posts alerts (set it with `pulumi config set --secret`);
+    empty keeps alerts in the Alertmanager and Grafana UIs only."""
 
 
 @dataclass(frozen=True)

@@ -405,3 +405,19 @@ def test_bad_service_config_names_the_key_and_the_fix(overrides, problem):
     with pytest.raises(ConfigError) as err:
         load_config(config, "ml-platform", "dev")
     assert problem in err.value.problems
+
+
+def test_alerts_route_to_the_webhook_without_its_url_in_helm_values():
+    quiet = stack_plan("dev").one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]
+    receivers = {r["name"]: r for r in quiet["alertmanager"]["config"]["receivers"]}
+    assert "webhook_configs" not in receivers["platform"]
+    url = "https://hooks.example.com/services/T000/B000/offline-webhook-token"
+    plan = variant("dev", monitoring={"retention": "3d", "storageGiB": 20, "alertWebhookUrl": url})
+    values = plan.one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]["alertmanager"]
+    hook = next(r for r in values["config"]["receivers"] if r["name"] == "platform")["webhook_configs"][0]
+    assert hook == {"url_file": "/etc/alertmanager/secrets/alertmanager-webhook/url", "send_resolved": True}
+    assert values["alertmanagerSpec"]["secrets"] == ["alertmanager-webhook"]
+    assert plan.one("kubernetes:core/v1:Secret", "monitoring-alert-webhook")["inputs"]["stringData"] == SECRET
+    assert "offline-webhook-token" not in json.dumps(plan.as_json())
+    inhibit = values["config"]["inhibit_rules"][0]
+    assert inhibit["source_matchers"] == ['severity = "critical"'] and inhibit["equal"] == ["alertname"]
