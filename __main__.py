@@ -12,6 +12,7 @@ from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
 from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
+from components.kafka_msk import scrape_configs as msk_scrape_configs
 from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.metrics_server import MetricsServer, MetricsServerArgs
@@ -77,8 +78,17 @@ namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=c
                                   ("strimzi-system", "restricted"))
               if name != "strimzi-system" or svc.kafka.flavor == "strimzi"}
 
+# MSK lives outside the cluster and comes first, so Prometheus can be told where its brokers' exporters are;
+# Strimzi runs on the cluster and comes after monitoring, whose CRDs its PodMonitor needs.
+msk = None
+if svc.kafka.flavor == "msk":
+    msk = MskKafka("kafka", MskKafkaArgs(
+        config=svc.kafka, name_prefix=name_prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+        cluster_security_group_id=cluster.security_group_id, log_retention_days=cfg.cluster.log_retention_days,
+        protect=cfg.data_lake.protect), opts=with_aws)
 monitoring = Monitoring("monitoring", MonitoringArgs(
     config=svc.monitoring, namespace="monitoring", k8s_provider=cluster.provider, storage_class="gp3-encrypted",
+    extra_scrape_configs=msk_scrape_configs(msk.broker_hosts) if msk else None,
     depends_on=[namespaces["monitoring"]]))
 
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
@@ -92,11 +102,8 @@ mlflow = Mlflow("mlflow", MlflowArgs(
     k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name, vpc_cidr=str(cfg.network.cidr),
     depends_on=[namespaces["mlflow"], database]), opts=with_aws)
 
-if svc.kafka.flavor == "msk":
-    kafka = MskKafka("kafka", MskKafkaArgs(
-        config=svc.kafka, name_prefix=name_prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
-        cluster_security_group_id=cluster.security_group_id, log_retention_days=cfg.cluster.log_retention_days,
-        protect=cfg.data_lake.protect), opts=with_aws)
+if msk:
+    kafka = msk
 else:
     kafka = StrimziKafka("kafka", StrimziKafkaArgs(
         config=svc.kafka, namespace="ml-workloads", operator_namespace="strimzi-system", k8s_provider=cluster.provider,

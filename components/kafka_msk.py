@@ -14,11 +14,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.kafka_access import KafkaClientAccess, KafkaGrant
-from components.service_access import cluster_only_port, service_key
+from components.service_access import allow_from_cluster, cluster_only_port, service_key
 from platform_config.services_model import KafkaConfig
 from platform_config.versions import MSK_KAFKA_VERSION
 
 IAM_PORT = 9098
+# Open monitoring: the brokers' JMX exporter and node exporter, scraped by the cluster's Prometheus.
+JMX_EXPORTER_PORT, NODE_EXPORTER_PORT = 11001, 11002
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +51,18 @@ def resource_arn(cluster_arn: str, kind: str, name: str) -> str:
     return cluster_arn.replace(":cluster/", f":{kind}/", 1) + f"/{name}"
 
 
+def scrape_configs(broker_hosts: pulumi.Input[list[str]]) -> pulumi.Output[list[dict]]:
+    """Prometheus scrape jobs for MSK open monitoring (plain HTTP inside the VPC, as MSK serves it)."""
+    return pulumi.Output.from_input(broker_hosts).apply(lambda hosts: [
+        {"job_name": job, "static_configs": [{"targets": [f"{h}:{port}" for h in hosts]}],
+         "relabel_configs": [{"source_labels": ["__address__"], "regex": "([^:]+):.*", "target_label": "broker"}]}
+        for job, port in (("msk-jmx", JMX_EXPORTER_PORT), ("msk-node", NODE_EXPORTER_PORT))])
+
+
 class MskKafka(pulumi.ComponentResource):
     bootstrap: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
+    broker_hosts: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: MskKafkaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:kafka:MskKafka", name, None, opts)
@@ -61,6 +72,8 @@ class MskKafka(pulumi.ComponentResource):
         group = cluster_only_port(name, vpc_id=args.vpc_id, port=IAM_PORT,
                                   cluster_security_group_id=args.cluster_security_group_id,
                                   what="Kafka (TLS + IAM)", parent=self)
+        allow_from_cluster(f"{name}-metrics", group, JMX_EXPORTER_PORT, NODE_EXPORTER_PORT,
+                           args.cluster_security_group_id, "Prometheus open monitoring", self)
         logs = aws.cloudwatch.LogGroup(f"{name}-broker-logs", name=f"/aws/msk/{args.name_prefix}",
                                        retention_in_days=args.log_retention_days, opts=child)
         configuration = aws.msk.Configuration(f"{name}-config", name=f"{args.name_prefix}-kafka",
@@ -90,6 +103,8 @@ class MskKafka(pulumi.ComponentResource):
                           opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         self.bootstrap = cluster.bootstrap_brokers_sasl_iam
         self.cluster_arn = cluster.arn
+        self.broker_hosts = self.bootstrap.apply(
+            lambda brokers: sorted(b.rsplit(":", 1)[0] for b in (brokers or "").split(",") if b))
         self.register_outputs({"bootstrap": self.bootstrap})
 
     def grant(self, request: KafkaGrant, parent: pulumi.Resource) -> KafkaClientAccess:

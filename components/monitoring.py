@@ -34,11 +34,13 @@ class MonitoringArgs:
     namespace: str
     k8s_provider: k8s.Provider
     storage_class: str
+    extra_scrape_configs: pulumi.Input[list[dict]] | None = None
+    """Targets outside the cluster (MSK brokers' open monitoring)."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def stack_values(cfg: MonitoringConfig, storage_class: str) -> dict:
-    return {
+def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs=None) -> dict:
+    values = {
         "grafana": {
             "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
@@ -66,6 +68,9 @@ def stack_values(cfg: MonitoringConfig, storage_class: str) -> dict:
             "config": alertmanager_config(bool(cfg.alert_webhook_url)),
         },
     }
+    if extra_scrape_configs is not None:
+        values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"] = extra_scrape_configs
+    return values
 
 
 def alertmanager_config(webhook: bool) -> dict:
@@ -119,7 +124,7 @@ class Monitoring(pulumi.ComponentResource):
         self.stack_release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
-            values=stack_values(args.config, args.storage_class),
+            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, *webhook])))
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack_release])
         k8s.helm.v3.Release(

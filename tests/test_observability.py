@@ -175,3 +175,22 @@ def test_alertmanager_config_passes_amtool(webhook, tmp_path):
     result = subprocess.run([AMTOOL, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 inhibit rules" in result.stdout and "2 receivers" in result.stdout
+
+
+@needs_promtool
+def test_msk_open_monitoring_is_scraped_with_a_valid_prometheus_config(tmp_path):
+    plan = stack_plan("prod")
+    spec = plan.one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]["prometheus"][
+        "prometheusSpec"]
+    jobs = spec["additionalScrapeConfigs"]
+    assert [j["job_name"] for j in jobs] == ["msk-jmx", "msk-node"]
+    assert all(len(j["static_configs"][0]["targets"]) == 3 for j in jobs)  # one per broker
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"scrape_configs": jobs}))
+    result = promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [r["inputs"] for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+             if r["name"] == "kafka-metrics-from-cluster"]
+    assert [(r["fromPort"], r["toPort"]) for r in rules] == [(11001, 11002)]
+    assert "additionalScrapeConfigs" not in stack_plan("dev").one(
+        "kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]["prometheus"]["prometheusSpec"]
