@@ -49,14 +49,18 @@ def pr_auc(labels, scores) -> float:
 
     Step-wise rather than trapezoidal, because linear interpolation in PR space overstates the area.
     """
+    precision, recall, _ = _precision_recall(labels, scores, "PR AUC")
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _precision_recall(labels, scores, what: str):
+    """Precision and recall at every distinct score threshold (descending), with those thresholds."""
     labels, scores = _check(labels, scores)
     pos = int(labels.sum())
     if pos == 0:
-        raise ValueError("PR AUC needs at least one positive label")
-    tps, fps, _ = _curve(labels, scores)
-    precision = tps / (tps + fps)
-    recall = tps / pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+        raise ValueError(f"{what} needs at least one positive label")
+    tps, fps, thresholds = _curve(labels, scores)
+    return tps / (tps + fps), tps / pos, thresholds
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,7 @@ class ThresholdChoice:
 
 def choose_threshold(labels, scores) -> ThresholdChoice:
     """The score threshold (predict fraud when score >= threshold) with the best F1 on these labels."""
-    labels, scores = _check(labels, scores)
-    pos = int(labels.sum())
-    if pos == 0:
-        raise ValueError("choosing a threshold needs at least one positive label")
-    tps, fps, thresholds = _curve(labels, scores)
-    precision = tps / (tps + fps)
-    recall = tps / pos
+    precision, recall, thresholds = _precision_recall(labels, scores, "choosing a threshold")
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     best = int(np.argmax(f1))  # first maximum = highest threshold among equals: fewer alerts for the same F1
