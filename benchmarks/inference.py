@@ -10,8 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo.lifecycle import _ready
-from demo.processes import Workloads, wait_until
+from demo.processes import Workloads, http_ready, wait_until
 from demo.traffic import request_bodies, run_load
 from local_services import LocalServices, free_port
 
@@ -34,8 +33,8 @@ def run(svc: LocalServices, workloads: Workloads, *, model: str, levels: tuple[i
     workloads.start("inference", "inference", {"PORT": str(ours), "HOST": "127.0.0.1", "MODEL_POLL_SECONDS": "60",
                                                "MODEL_NAME": model, "MODEL_URI": model_uri})
     _mlflow_serve(workloads, theirs, model_uri)
-    wait_until(lambda: _ready(f"http://127.0.0.1:{ours}/healthz/ready"), timeout_s=120, what="the inference server")
-    wait_until(lambda: _ready(f"http://127.0.0.1:{theirs}/ping"), timeout_s=180, what="mlflow models serve")
+    wait_until(lambda: http_ready(f"http://127.0.0.1:{ours}/healthz/ready"), timeout_s=120, what="the inference server")
+    wait_until(lambda: http_ready(f"http://127.0.0.1:{theirs}/ping"), timeout_s=180, what="mlflow models serve")
 
     rows = generate(2000, seed=99)
     targets = {"ours": (f"http://127.0.0.1:{ours}/invocations", request_bodies(rows, 1, "instances")),

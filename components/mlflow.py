@@ -23,6 +23,8 @@ from platform_config.services_model import MlflowConfig
 APP = "mlflow"
 PORT = 5000
 ARTIFACT_PREFIX = "mlflow"
+# Namespaces whose pods may call MLflow: the workloads, and Prometheus.
+CLIENT_NAMESPACES = ("ml-workloads", "monitoring")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,10 +65,6 @@ def allowed_hosts(cfg: MlflowConfig, namespace: str, region: str) -> str:
     if cfg.exposure == "vpc":
         hosts.append(f"*.elb.{region}.amazonaws.com:*")
     return ",".join([*hosts, *cfg.allowed_hosts])
-
-
-def client_namespaces() -> list[str]:
-    return ["ml-workloads", "monitoring"]
 
 
 class Mlflow(pulumi.ComponentResource):
@@ -151,7 +149,7 @@ class Mlflow(pulumi.ComponentResource):
         """MLflow has no user accounts here, so the network decides who may reach it (and move the champion alias):
         the workloads, Prometheus and, with `vpc` exposure, the VPC and the configured client ranges."""
         peers: list[dict[str, Any]] = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}}
-                                       for n in client_namespaces()]
+                                       for n in CLIENT_NAMESPACES]
         if args.config.exposure == "vpc":
             peers += [{"ipBlock": {"cidr": cidr}} for cidr in (args.vpc_cidr, *args.config.client_cidrs)]
         k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata={"name": APP, "namespace": args.namespace}, spec={

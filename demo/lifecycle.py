@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from demo.processes import StepError, Workloads, wait_until
+from demo.processes import StepError, Workloads, http_ready, wait_until
 from demo.progress import Progress
 from demo.traffic import request_bodies, run_load
 from local_services import LocalServices, free_port
@@ -35,19 +33,6 @@ class Sizes:
     def of(fast: bool) -> "Sizes":
         # fast: the variant the test suite runs; still every step, on less data.
         return Sizes(4000, 2000, 3, 400, 8) if fast else Sizes(20000, 8000, 8, 4000, 16)
-
-
-def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def curated_rows(uri: str) -> int:
@@ -143,7 +128,7 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
             ready_url = f"http://127.0.0.1:{serve_port}/healthz/ready"
             workloads.start("inference", "inference", {"PORT": str(serve_port), "HOST": "127.0.0.1",
                                                        "MODEL_POLL_SECONDS": "1"})
-            wait_until(lambda: workloads.check_alive("inference") or _ready(ready_url), timeout_s=120,
+            wait_until(lambda: workloads.check_alive("inference") or http_ready(ready_url), timeout_s=120,
                        what="the inference server to become ready")
             progress.done(f"ready on :{serve_port}")
 
@@ -218,6 +203,3 @@ def _last_json_line(path: Path) -> dict[str, Any]:
                 continue
     return {}
 
-
-def timestamp() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -107,3 +108,12 @@ def wait_until(check, *, timeout_s: float, what: str, interval_s: float = 0.5, o
         if time.monotonic() > deadline:
             raise StepError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def http_ready(url: str) -> bool:
+    """True when `url` answers 200 now (a health or readiness endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return response.status == 200
+    except OSError:
+        return False
