@@ -57,7 +57,8 @@ storage_class = addons.default_storage_class(cluster.provider)
 addons.finish()
 
 karpenter = Karpenter("karpenter", KarpenterArgs(
-    cluster_name=cfg.cluster.name, cluster_arn=cluster.arn, region=cfg.region, account_id=account_id,
+    cluster_name=cluster.name, cluster_key=cfg.cluster.name, cluster_arn=cluster.arn, region=cfg.region,
+    account_id=account_id,
     k8s_provider=cluster.provider, identity=identity, depends_on=[system_nodes, *node_addons]), opts=with_aws)
 gpu_pools = [GpuPool(f"gpu-pool-{pool.name}", GpuPoolArgs(
     config=pool, cluster_name=cfg.cluster.name, node_role_name=karpenter.node_role_name,

@@ -94,13 +94,14 @@ class MskKafka(pulumi.ComponentResource):
             logging_info={"broker_logs": {"cloudwatch_logs": {"enabled": True, "log_group": logs.name}}},
             enhanced_monitoring="PER_TOPIC_PER_BROKER",
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
-        for topic in cfg.topics.values():
+        self._topics = [
             aws.msk.Topic(f"{name}-topic-{topic.role}", name=topic.name, cluster_arn=cluster.arn,
                           partition_count=topic.partitions, replication_factor=topic.replication_factor,
                           configs=json.dumps({"retention.ms": str(topic.retention_hours * 3_600_000),
                                               "min.insync.replicas": str(min(cfg.min_insync_replicas,
                                                                              topic.replication_factor))}),
                           opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            for topic in cfg.topics.values()]
         self.bootstrap = cluster.bootstrap_brokers_sasl_iam
         self.cluster_arn = cluster.arn
         self.broker_hosts = self.bootstrap.apply(
@@ -125,5 +126,7 @@ class MskKafka(pulumi.ComponentResource):
         if request.group:
             statements.append({"Effect": "Allow", "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
                                "Resource": [arn.apply(lambda a: resource_arn(a, "group", request.group))]})
+        # Clients name their topics in plain env vars; waiting for the topics keeps a fresh consumer from
+        # subscribing to a topic that does not exist yet (auto-creation is off).
         return KafkaClientAccess(env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "msk-iam"},
-                                 statements=statements)
+                                 statements=statements, depends_on=list(self._topics))

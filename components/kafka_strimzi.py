@@ -151,7 +151,7 @@ class StrimziKafka(pulumi.ComponentResource):
             spec=kafka_spec(cfg),
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator, pool, metrics]))
         topic_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[kafka])
-        for topic in cfg.topics.values():
+        self._topics = [
             k8s.apiextensions.CustomResource(
                 f"{name}-topic-{topic.role}", api_version=API, kind="KafkaTopic",
                 metadata={"name": topic.name, "namespace": ns, "labels": cluster_label},
@@ -159,6 +159,7 @@ class StrimziKafka(pulumi.ComponentResource):
                       "config": {"retention.ms": topic.retention_hours * 3_600_000,
                                  "min.insync.replicas": min(cfg.min_insync_replicas, topic.replication_factor)}},
                 opts=topic_opts)
+            for topic in cfg.topics.values()]
         # Brokers (JMX exporter) and the Kafka Exporter both serve metrics on the `tcp-prometheus` port.
         k8s.apiextensions.CustomResource(
             f"{name}-podmonitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
@@ -191,4 +192,4 @@ class StrimziKafka(pulumi.ComponentResource):
         return KafkaClientAccess(
             env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "mtls", "KAFKA_TLS_DIR": TLS_DIR},
             volumes=[volume], volume_mounts=[{"name": "kafka-tls", "mountPath": TLS_DIR, "readOnly": True}],
-            depends_on=[user])
+            depends_on=[user, *self._topics])

@@ -107,7 +107,10 @@ def controller_statements(*, region: str, account_id: pulumi.Input[str], cluster
 
 @dataclass(frozen=True, kw_only=True)
 class KarpenterArgs:
-    cluster_name: str
+    cluster_name: pulumi.Output[str]
+    """The cluster's name Output: EKS calls that name the cluster (access entry, Pod Identity) then wait for it."""
+    cluster_key: str
+    """The same name as plain text, for IAM condition keys, tag keys and the queue name, which cannot be Outputs."""
     cluster_arn: pulumi.Input[str]
     region: str
     account_id: pulumi.Input[str]
@@ -132,7 +135,7 @@ class Karpenter(pulumi.ComponentResource):
         entry = aws.eks.AccessEntry(f"{name}-node", cluster_name=args.cluster_name, principal_arn=role.arn,
                                     type="EC2_LINUX", opts=child)
 
-        queue = aws.sqs.Queue(f"{name}-interruptions", name=f"{args.cluster_name}-karpenter",
+        queue = aws.sqs.Queue(f"{name}-interruptions", name=f"{args.cluster_key}-karpenter",
                               message_retention_seconds=300, sqs_managed_sse_enabled=True, opts=child)
         aws.sqs.QueuePolicy(f"{name}-interruptions", queue_url=queue.url, policy=policy_document([
             {"Sid": "EventBridgeDelivers", "Effect": "Allow",
@@ -149,7 +152,7 @@ class Karpenter(pulumi.ComponentResource):
         identity = WorkloadIdentity(f"{name}-controller", WorkloadIdentityArgs(
             cluster_name=args.cluster_name, namespace=NAMESPACE, service_account=SERVICE_ACCOUNT,
             statements=controller_statements(region=args.region, account_id=args.account_id,
-                                             cluster_name=args.cluster_name, cluster_arn=args.cluster_arn,
+                                             cluster_name=args.cluster_key, cluster_arn=args.cluster_arn,
                                              queue_arn=queue.arn, node_role_arn=role.arn),
             **args.identity), opts=child)
 

@@ -109,6 +109,6 @@ class ModelServing(WorkloadBase):
             f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata=meta, spec={"selector": {"matchLabels": selector(name)},
                                  "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]},
-            opts=pulumi.ResourceOptions(parent=self, provider=ctx.k8s_provider, depends_on=list(ctx.monitoring_crds)))
+            opts=self._monitor_opts(ctx))
         self.url = f"http://{name}.{ctx.namespace}.svc.cluster.local/invocations"
         self.register_outputs({"url": self.url})

@@ -91,5 +91,9 @@ class WorkloadBase(pulumi.ComponentResource):
             metadata={"name": name, "namespace": ctx.namespace},
             spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                   "podMetricsEndpoints": [{"port": port, "path": "/metrics", "interval": "30s"}]},
-            opts=pulumi.ResourceOptions(parent=self, provider=ctx.k8s_provider,
-                                        depends_on=list(ctx.monitoring_crds)))
+            opts=self._monitor_opts(ctx))
+
+    def _monitor_opts(self, ctx: WorkloadContext) -> pulumi.ResourceOptions:
+        """Monitors need their CRDs (the monitoring chart) and their namespace."""
+        return pulumi.ResourceOptions(parent=self, provider=ctx.k8s_provider,
+                                      depends_on=[*ctx.monitoring_crds, *ctx.depends_on])

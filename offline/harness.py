@@ -118,6 +118,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         self._mark_secret_outputs(response, request.additionalSecretOutputs)
+        inputs = _plain(json_format.MessageToDict(request.object)) if request.object else {}
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
         self.records.append({
@@ -128,11 +129,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             "parent": request.parent or None,
             "provider": request.provider.rsplit("::", 1)[0] if request.provider else None,
             "custom": bool(request.custom),
-            "inputs": _plain(json_format.MessageToDict(request.object)) if request.object else {},
+            "inputs": inputs,
             "protect": bool(request.protect),
             "retainOnDelete": bool(request.retainOnDelete),
             "dependsOn": sorted(set(request.dependencies)),
             "ignoreChanges": sorted(request.ignoreChanges),
+            "identity": _identity(request.type, inputs, response),
         })
         return response
 
@@ -148,6 +150,29 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if names:
             response.object.Clear()
             response.object.update(state)
+
+
+# Outputs by which other resources name a resource (besides its id); the ordering referee looks for them.
+IDENTITY_OUTPUTS = ("arn", "name", "bucket", "clusterName", "nodeGroupName", "identifier", "keyId")
+# Inputs that are a resource's own name. Mocks echo every input back as an output, so an echoed input names the
+# resource itself only for these keys; elsewhere (an add-on's `clusterName`, an event target's `arn`) it is a
+# reference to another resource.
+OWN_NAME_INPUTS = {"aws:s3/bucket:Bucket": {"bucket"}, "aws:msk/cluster:Cluster": {"clusterName"},
+                   "aws:eks/nodeGroup:NodeGroup": {"nodeGroupName"}, "aws:rds/instance:Instance": {"identifier"}}
+
+
+def _identity(type_: str, inputs: dict[str, Any], response) -> list[str]:
+    """The values that identify a resource to the APIs that refer to it: its id, ARN and name outputs (AWS), or
+    its name (a Kubernetes Namespace, which namespaced objects name)."""
+    state = _plain(json_format.MessageToDict(response.object)) if response.object else {}
+    if type_ == "kubernetes:core/v1:Namespace":
+        name = (state.get("metadata") or {}).get("name")
+        return [name] if isinstance(name, str) else []
+    if not type_.startswith("aws:"):
+        return []
+    own = {"name", *OWN_NAME_INPUTS.get(type_, ())}
+    values = [response.id, *(state.get(k) for k in IDENTITY_OUTPUTS if k not in inputs or k in own)]
+    return sorted({v for v in values if isinstance(v, str) and v and v not in (SECRET, UNKNOWN)})
 
 
 def _plain(value: Any) -> Any:
