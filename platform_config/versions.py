@@ -43,10 +43,13 @@ RDS_POSTGRES_FAMILY = "postgres17"
 # The in-cluster (dev) database: the official image, pinned to a minor release.
 POSTGRES_IMAGE = "docker.io/library/postgres:17.7-bookworm"
 
+# Pinned to releases whose chart source (values, bundled CRDs) is vendored under upstream/ and checked by the tests;
+# a newer pin needs `python -m upstream.regenerate` at the new tag first.
 KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
-KUBE_PROMETHEUS_STACK_VERSION = "91.5.0"
+KUBE_PROMETHEUS_STACK_VERSION = "88.5.3"
 DCGM_EXPORTER_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
-DCGM_EXPORTER_VERSION = "4.8.3"
+# Chart 4.8.2 ships exporter 4.5.3-4.8.2, which labels series `Hostname` (renamed `hostname` after this release).
+DCGM_EXPORTER_VERSION = "4.8.2"
 
 # Strimzi 1.x serves only the kafka.strimzi.io/v1 API and supports Kafka 4.2-4.3 in KRaft mode.
 STRIMZI_CHART = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
