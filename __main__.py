@@ -40,7 +40,8 @@ account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(prov
 
 network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, region=cfg.region),
                   opts=with_aws)
-lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-"), opts=with_aws)
+lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-",
+                                          account_id=account_id), opts=with_aws)
 cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, subnet_ids=network.private_subnet_ids),
                   opts=with_aws)
 

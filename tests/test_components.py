@@ -82,7 +82,8 @@ class TestNetwork:
 
 def lake_plan(**overrides):
     cfg = DataLakeConfig(**overrides)
-    return run_component(lambda: DataLake("lake", DataLakeArgs(config=cfg, name_prefix="p-s-")))
+    return run_component(lambda: DataLake("lake", DataLakeArgs(config=cfg, name_prefix="p-s-",
+                                                               account_id="123456789012")))
 
 
 class TestDataLake:
@@ -141,6 +142,24 @@ class TestDataLake:
         kept = plan.of_type("aws:s3/bucket:Bucket") + plan.of_type("aws:kms/key:Key")
         assert all(r["protect"] is protect and r["retainOnDelete"] is protect for r in kept)
         assert all(b["inputs"]["forceDestroy"] is (not protect) for b in plan.of_type("aws:s3/bucket:Bucket"))
+
+    def test_unprotected_data_that_is_not_force_destroyed_is_retained_with_its_key(self):
+        # Staging's shape: destroy leaves the buckets (and the key that can still decrypt them) in the account.
+        plan = lake_plan(protect=False, force_destroy=False)
+        kept = plan.of_type("aws:s3/bucket:Bucket") + plan.of_type("aws:kms/key:Key")
+        assert all(r["protect"] is False and r["retainOnDelete"] is True for r in kept)
+        key = plan.one("aws:kms/key:Key", "lake-key")["urn"]
+        assert all(key in b["dependsOn"] for b in plan.of_type("aws:s3/bucket:Bucket"))
+
+    def test_only_this_accounts_lake_buckets_may_deliver_access_logs(self):
+        plan = lake_plan()
+        logs = plan.one("aws:s3/bucket:Bucket", "lake-access-logs")
+        policy = json.loads(plan.one("aws:s3/bucketPolicy:BucketPolicy", "lake-access-logs")["inputs"]["policy"])
+        (delivery,) = [s for s in policy["Statement"] if s["Sid"] == "AllowS3ServerAccessLogs"]
+        lake_arns = {b["inputs"]["arn"] if "arn" in b["inputs"] else f"arn:aws:s3:::{b['id']}"
+                     for b in plan.of_type("aws:s3/bucket:Bucket") if b["urn"] != logs["urn"]}
+        assert set(delivery["Condition"]["ArnLike"]["aws:SourceArn"]) == lake_arns
+        assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
 
 
 def cluster_plan(**overrides):

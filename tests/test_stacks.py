@@ -12,10 +12,11 @@ from platform_config.versions import EKS_ADDON_VERSIONS
 from tests.conftest import stack_plan
 
 EXPECTED = {  # per-environment shape, from the stack files
-    "dev": {"zones": 2, "nats": 1, "flow_logs": 0, "public_api": True, "protect": False, "pools": {"gpu-small": 2}},
-    "staging": {"zones": 3, "nats": 1, "flow_logs": 1, "public_api": False, "protect": False,
+    "dev": {"zones": 2, "nats": 1, "flow_logs": 0, "public_api": True, "protect": False, "retain": False,
+            "pools": {"gpu-small": 2}},
+    "staging": {"zones": 3, "nats": 1, "flow_logs": 1, "public_api": False, "protect": False, "retain": True,
                 "pools": {"gpu-small": 4, "gpu-train": 1}},
-    "prod": {"zones": 3, "nats": 3, "flow_logs": 1, "public_api": False, "protect": True,
+    "prod": {"zones": 3, "nats": 3, "flow_logs": 1, "public_api": False, "protect": True, "retain": True,
              "pools": {"inference": 6, "training": 2}},
 }
 
@@ -54,7 +55,7 @@ def test_environment_differences_come_from_config(plan):
     assert cluster["vpcConfig"]["endpointPublicAccess"] is want["public_api"]
     assert cluster["deletionProtection"] is (plan.stack != "dev")
     for bucket in plan.of_type("aws:s3/bucket:Bucket"):
-        assert bucket["protect"] is want["protect"] and bucket["retainOnDelete"] is want["protect"]
+        assert bucket["protect"] is want["protect"] and bucket["retainOnDelete"] is want["retain"]
         assert bucket["inputs"]["forceDestroy"] is (plan.stack == "dev")
     pools = {p["inputs"]["metadata"]["name"]: int(p["inputs"]["spec"]["limits"]["nodes"])
              for p in plan.of_type("kubernetes:karpenter.sh/v1:NodePool")}
