@@ -5,7 +5,7 @@ Wiring only; each piece lives in components/."""
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster import Cluster, ClusterArgs
+from components.cluster import Cluster, ClusterArgs, deployer_principal
 from components.cluster_addons import AFTER_NODES, BEFORE_NODES, ClusterAddons, ClusterAddonsArgs
 from components.data_lake import DataLake, DataLakeArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
@@ -38,12 +38,14 @@ aws_provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": {
 with_aws = pulumi.ResourceOptions(providers=[aws_provider])
 account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=aws_provider)).account_id
 
-network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, region=cfg.region),
-                  opts=with_aws)
+network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, region=cfg.region,
+                                         account_id=account_id), opts=with_aws)
 lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-",
                                           account_id=account_id), opts=with_aws)
-cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, subnet_ids=network.private_subnet_ids),
-                  opts=with_aws)
+deployer = deployer_principal(pulumi.InvokeOptions(provider=aws_provider)) if cfg.cluster.deployer_is_admin else None
+cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, vpc_id=network.vpc_id,
+                                     subnet_ids=network.private_subnet_ids, deployer_arn=deployer,
+                                     network_ready=network.transit_routes), opts=with_aws)
 
 identity = {"mode": cfg.cluster.workload_identity, "oidc_provider_arn": cluster.oidc_provider_arn,
             "oidc_issuer": cluster.oidc_issuer, "account_id": account_id}

@@ -6,6 +6,7 @@ planned, tested or policy-checked offline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,8 +26,29 @@ CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterA
 class ClusterArgs:
     config: ClusterConfig
     region: str
+    vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     """Private subnets for the control plane's network interfaces."""
+    deployer_arn: str | None = None
+    """The IAM role or user running `pulumi up` (see `deployer_principal`); gets an admin entry when set."""
+    network_ready: Sequence[pulumi.Resource] = ()
+    """Routes back to `deployerCidrs` (Transit Gateway): the Kubernetes provider is used only after they exist."""
+
+
+def deployer_principal(opts: pulumi.InvokeOptions | None = None) -> str:
+    """The IAM principal behind the caller's credentials: an assumed role's session resolves to the role's ARN (with
+    its path), which is what an access entry must name."""
+    caller = aws.get_caller_identity(opts=opts)
+    return aws.iam.get_session_context(arn=caller.arn, opts=opts).issuer_arn
+
+
+def admin_principals(cfg: ClusterConfig, deployer_arn: str | None) -> list[str]:
+    """`clusterAdmins` plus the deployer, each once: EKS refuses a second access entry for a principal (409)."""
+    return list(dict.fromkeys([*cfg.admin_arns, *([deployer_arn] if deployer_arn else [])]))
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def build_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
@@ -71,6 +93,17 @@ class Cluster(pulumi.ComponentResource):
         # Declared before the cluster so EKS writes into a group with a retention period instead of one kept forever.
         logs = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{cfg.name}/cluster",
                                        retention_in_days=cfg.log_retention_days, opts=child)
+        # The networks `pulumi up` runs from reach the private endpoint through this group, attached to the
+        # control plane's network interfaces only (not to nodes, as the cluster security group is).
+        api_access = aws.ec2.SecurityGroup(f"{name}-api-deployers", vpc_id=args.vpc_id,
+                                           description=f"{cfg.name} API server: deployer networks on 443",
+                                           opts=child)
+        deployer_rules = [
+            aws.vpc.SecurityGroupIngressRule(f"{name}-api-from-{cidr.replace('/', '-')}",
+                                             security_group_id=api_access.id, ip_protocol="tcp", from_port=443,
+                                             to_port=443, cidr_ipv4=cidr, description="pulumi up / preview",
+                                             opts=child)
+            for cidr in cfg.deployer_cidrs]
 
         cluster = aws.eks.Cluster(
             name,
@@ -79,28 +112,36 @@ class Cluster(pulumi.ComponentResource):
             role_arn=role.arn,
             vpc_config={
                 "subnet_ids": list(args.subnet_ids),
+                "security_group_ids": [api_access.id],
                 "endpoint_private_access": True,
                 "endpoint_public_access": cfg.endpoint_public_access,
                 **({"public_access_cidrs": cfg.public_access_cidrs} if cfg.endpoint_public_access else {}),
             },
-            access_config={"authentication_mode": "API",
-                           "bootstrap_cluster_creator_admin_permissions": cfg.bootstrap_creator_admin},
+            # No bootstrap entry: the deployer's entry is declared below with the other admins (see admin_principals).
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False},
             encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
             # Add-ons are managed (and pinned) by ClusterAddons; EKS's unmanaged copies would fight them.
             bootstrap_self_managed_addons=False,
-            # STANDARD makes an out-of-support version fail loudly instead of silently billing extended support.
+            # STANDARD avoids extended-support charges, but at the end of standard support EKS upgrades the control
+            # plane itself, past the pinned version and add-ons; bump clusterVersion before that date (the program
+            # warns ahead of it, platform_config/versions.py EKS_END_OF_STANDARD_SUPPORT).
             upgrade_policy={"support_type": "STANDARD"},
             deletion_protection=cfg.deletion_protection,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+            # With EKS deletion protection on, `pulumi destroy` would remove everything else first and only then
+            # fail on the cluster; protecting it makes the destroy refuse up front instead.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs], protect=cfg.deletion_protection),
         )
 
-        for i, arn in enumerate(cfg.admin_arns):
-            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
+        admin_access = []
+        for arn in admin_principals(cfg, args.deployer_arn):
+            # Named by the principal, so the deployer and a configured admin that are the same role are one entry.
+            entry = aws.eks.AccessEntry(f"{name}-admin-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
                                         type="STANDARD", opts=child)
-            aws.eks.AccessPolicyAssociation(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
-                                            policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"},
-                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+            admin_access.append(aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
+                policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
 
         self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc_provider_arn = None
@@ -112,7 +153,10 @@ class Cluster(pulumi.ComponentResource):
         ca = cluster.certificate_authority.apply(lambda c: c.data)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(cluster.name, cluster.endpoint, ca).apply(
             lambda a: build_kubeconfig(a[0], a[1], a[2], args.region)))
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        # Every Kubernetes call waits for the deployer's access: its access entry, the security-group rule that
+        # admits its network, and the route back to that network.
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(
+            parent=self, depends_on=[*admin_access, *deployer_rules, *args.network_ready]))
 
         self.name = cluster.name
         self.arn = cluster.arn

@@ -45,12 +45,22 @@ def policy_document(statements: Sequence[Statement]) -> pulumi.Output[str]:
 
 
 def service_trust_policy(*services: str) -> str:
-    """A trust policy letting AWS services assume a role (EKS, EC2, VPC flow logs)."""
+    """A trust policy letting AWS services assume a role (EKS, EC2)."""
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Principal": {"Service": list(services) if len(services) > 1 else services[0]},
         "Action": "sts:AssumeRole",
     }]})
+
+
+def scoped_service_trust_policy(service: str, *, account_id: pulumi.Input[str],
+                                source_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A service trust limited to this account's resources (confused-deputy protection), for services that send
+    aws:SourceAccount and aws:SourceArn when they assume the role (VPC flow logs)."""
+    return policy_document([{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}, "ArnLike": {"aws:SourceArn": source_arn}},
+    }])
 
 
 def managed_policy(name: str) -> str:

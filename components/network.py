@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document, service_trust_policy
+from components.iam import policy_document, scoped_service_trust_policy
 from platform_config import NetworkConfig
 
 
@@ -18,6 +18,8 @@ class NetworkArgs:
     cluster_name: str
     """Tags subnets for Kubernetes load balancers and Karpenter discovery (`karpenter.sh/discovery`)."""
     region: str
+    account_id: pulumi.Input[str] = ""
+    """Flow logs may assume their role only for this account's flow logs (confused-deputy protection)."""
 
 
 def subnet_layout(cidr: ipaddress.IPv4Network, zones: int) -> tuple[list[str], list[str]]:
@@ -36,6 +38,8 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
+    transit_routes: list[aws.ec2.Route]
+    """Routes from the private subnets to `transitGateway.cidrs`: the way back to where `pulumi up` runs."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:network:Network", name, None, opts)
@@ -75,13 +79,30 @@ class Network(pulumi.ComponentResource):
                                                tags={"Name": f"{args.cluster_name}-{zone}"},
                                                opts=pulumi.ResourceOptions(parent=self, depends_on=[igw])))
 
-        private_rts = []
+        attachment = None
+        if cfg.transit_gateway_id:
+            # The VPC is created by this stack, so the networks that deploy it (CI runners, VPN) reach it through a
+            # Transit Gateway that already exists; its own route tables (the hub's side) are not managed here.
+            attachment = aws.ec2transitgateway.VpcAttachment(
+                f"{name}-tgw", transit_gateway_id=cfg.transit_gateway_id, vpc_id=vpc.id,
+                subnet_ids=[s.id for s in private_subnets], dns_support="enable",
+                tags={"Name": f"{args.cluster_name}-tgw"}, opts=child)
+
+        private_rts, self.transit_routes = [], []
         for i, (zone, priv) in enumerate(zip(cfg.availability_zones, private_subnets)):
             # With one NAT, every zone routes through it; with perAz, a zone's outage leaves the others' egress up.
             nat = nats[i] if cfg.nat_gateways == "perAz" else nats[0]
+            # Routes are separate resources (not inline): a Transit Gateway route must wait for the attachment,
+            # and inline routes on the same table would overwrite them.
             rt = aws.ec2.RouteTable(f"{name}-private-{zone[-1]}", vpc_id=vpc.id,
-                                    routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
                                     tags={"Name": f"{args.cluster_name}-private-{zone}"}, opts=child)
+            aws.ec2.Route(f"{name}-private-{zone[-1]}-egress", route_table_id=rt.id,
+                          destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child)
+            for cidr in cfg.transit_gateway_cidrs:
+                self.transit_routes.append(aws.ec2.Route(
+                    f"{name}-private-{zone[-1]}-to-{cidr.replace('/', '-')}", route_table_id=rt.id,
+                    destination_cidr_block=cidr, transit_gateway_id=attachment.transit_gateway_id,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment])))
             aws.ec2.RouteTableAssociation(f"{name}-private-{zone[-1]}", subnet_id=priv.id, route_table_id=rt.id,
                                           opts=child)
             private_rts.append(rt)
@@ -92,7 +113,7 @@ class Network(pulumi.ComponentResource):
                             tags={"Name": f"{args.cluster_name}-s3"}, opts=child)
 
         if cfg.flow_logs:
-            self._flow_logs(name, vpc, cfg.flow_log_retention_days, args.cluster_name)
+            self._flow_logs(name, vpc, cfg.flow_log_retention_days, args.cluster_name, args.region, args.account_id)
 
         self.vpc_id = vpc.id
         self.private_subnet_ids = [s.id for s in private_subnets]
@@ -100,16 +121,21 @@ class Network(pulumi.ComponentResource):
         self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids,
                                "public_subnet_ids": self.public_subnet_ids})
 
-    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, retention_days: int, cluster_name: str) -> None:
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, retention_days: int, cluster_name: str, region: str,
+                   account_id: pulumi.Input[str]) -> None:
         child = pulumi.ResourceOptions(parent=self)
         group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=f"/vpc/{cluster_name}/flow-logs",
                                         retention_in_days=retention_days, opts=child)
-        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
-                            opts=child)
+        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=scoped_service_trust_policy(
+            "vpc-flow-logs.amazonaws.com", account_id=account_id,
+            source_arn=pulumi.Output.concat("arn:aws:ec2:", region, ":", account_id, ":vpc-flow-log/*")), opts=child)
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=policy_document([{
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
             "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
+        }, {
+            # Listed by the VPC guide as a minimum for flow-log delivery; it lists groups by prefix, so no resource.
+            "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*",
         }]), opts=child)
         aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
                         log_destination=group.arn, iam_role_arn=role.arn, max_aggregation_interval=60, opts=child)

@@ -24,7 +24,7 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from offline.mocks import PlatformMocks
+from offline.mocks import DEFAULT_CALLER, PlatformMocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "[secret]"
@@ -197,21 +197,24 @@ def _resolve_output(value: Any) -> Any:
 
 
 def run_program(stack: str, config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
-                program: Path | Callable[[], None] | None = None) -> Plan:
+                program: Path | Callable[[], None] | None = None, caller_arn: str = DEFAULT_CALLER) -> Plan:
     """Run the program for `stack` (config from its stack file unless given) and return what it declared.
 
     `program` defaults to the real `__main__.py`; unit tests pass a function that declares one component.
+    `caller_arn` is who runs it (what `aws sts get-caller-identity` would print).
     """
     if config is None:
         config, secret_keys = stack_config(stack)
-    return contextvars.Context().run(_run, stack, config, secret_keys or [], program or ROOT / "__main__.py")
+    return contextvars.Context().run(_run, stack, config, secret_keys or [], program or ROOT / "__main__.py",
+                                     caller_arn)
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Path | Callable[[], None]) -> Plan:
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Path | Callable[[], None],
+         caller_arn: str) -> Plan:
     project = project_name()
     pulumi.runtime.set_all_config(config, secret_keys)
     region = config.get("aws:region", "us-east-1")
-    mocks = PlatformMocks(region)
+    mocks = PlatformMocks(region, caller_arn)
     monitor = RecordingMonitor(mocks)
     pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi_mocks.SETTINGS.rpc_manager.clear()

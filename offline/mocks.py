@@ -12,6 +12,8 @@ import hashlib
 import pulumi
 
 ACCOUNT_ID = "123456789012"
+# Who runs `pulumi up` offline: an assumed-role session, as in CI with OIDC credentials.
+DEFAULT_CALLER = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/pulumi-deploy/offline"
 
 # Prefixes AWS uses for the IDs of these resources, so references in the plan read like the real thing.
 _ID_PREFIXES = {
@@ -38,11 +40,21 @@ def mock_id(type_: str, name: str) -> str:
     return f"{prefix}-{_digest(type_, name)}" if prefix else f"{name}-{_digest(type_, name, length=8)}"
 
 
+def issuer_arn(arn: str) -> str:
+    """What IAM's session context reports for a caller: an assumed role's session -> the role (no path is known
+    offline); a user or role ARN -> itself."""
+    if ":assumed-role/" not in arn:
+        return arn
+    head, role = arn.split(":assumed-role/", 1)
+    return f"{head.replace(':sts::', ':iam::')}:role/{role.split('/')[0]}"
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes as AWS and Kubernetes would, deterministically."""
 
-    def __init__(self, region: str):
+    def __init__(self, region: str, caller_arn: str = DEFAULT_CALLER):
         self.region = region
+        self.caller_arn = caller_arn
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         rid = mock_id(args.typ, args.name)
@@ -52,7 +64,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
+            return {"accountId": ACCOUNT_ID, "arn": self.caller_arn, "userId": "OFFLINE"}
+        if args.token == "aws:iam/getSessionContext:getSessionContext":
+            return {"arn": args.args["arn"], "issuerArn": issuer_arn(args.args["arn"])}
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region}
         if args.token == "aws:index/getPartition:getPartition":

@@ -16,6 +16,11 @@ from platform_config.versions import DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS
 _NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 _DURATION = r"[1-9][0-9]*(s|m|h)"
 _IAM_PRINCIPAL = r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+"
+_TRANSIT_GATEWAY = r"tgw-[0-9a-f]{8}([0-9a-f]{9})?"
+# CloudWatch Logs accepts only these retention periods (pulumi_aws LogGroup.retention_in_days); 0 keeps logs forever,
+# which the platform does not allow.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
 
 
 def load_config(values: Mapping[str, str], project: str, stack: str) -> PlatformConfig:
@@ -31,7 +36,7 @@ def load_config(values: Mapping[str, str], project: str, stack: str) -> Platform
     environment = top.string("environment", choices=("dev", "staging", "prod"))
     network = _network(top, region)
     data_lake = _data_lake(top.section("dataLake"))
-    cluster = _cluster(top, f"{project}-{stack}")
+    cluster = _cluster(top, f"{project}-{stack}", network)
     system_nodes = _system_nodes(top.section("systemNodes"))
     gpu_pools = _gpu_pools(top)
     services = load_services(top, environment, len(network.availability_zones), gpu_pools)
@@ -56,10 +61,48 @@ def _network(top: Section, region: str) -> NetworkConfig:
     nat = top.string("natGateways", "single", choices=("single", "perAz"))
     flow = top.section("flowLogs")
     enabled = flow.boolean("enabled", False)
-    retention = flow.integer("retentionDays", 30, minimum=1, maximum=3653)
+    retention = log_retention(flow, "retentionDays", 30)
     flow.finish()
-    return NetworkConfig(cidr=cidr or ipaddress.IPv4Network("10.0.0.0/16"), availability_zones=zones,
-                         nat_gateways=nat, flow_logs=enabled, flow_log_retention_days=retention)
+    vpc = cidr or ipaddress.IPv4Network("10.0.0.0/16")
+    tgw = top.section("transitGateway")
+    tgw_id = tgw.string("id", "", pattern=_TRANSIT_GATEWAY, hint=" (a Transit Gateway id such as tgw-0123456789abcdef0)")
+    tgw_cidrs = [str(n) for n in _cidrs(tgw, "cidrs")]
+    for text in tgw_cidrs:
+        if ipaddress.IPv4Network(text).overlaps(vpc):
+            tgw.problems.add(tgw.key("cidrs"), f"{text} overlaps the VPC ({vpc}); list only networks behind the "
+                                               "Transit Gateway")
+    if tgw_id and not tgw_cidrs:
+        tgw.problems.add(tgw.key("cidrs"), "required with transitGateway.id: the networks the private subnets route "
+                                           "through it (CI runners, VPN)")
+    if tgw_cidrs and not tgw_id:
+        tgw.problems.add(tgw.key("id"), "required with transitGateway.cidrs")
+    tgw.finish()
+    return NetworkConfig(cidr=vpc, availability_zones=zones, nat_gateways=nat, flow_logs=enabled,
+                         flow_log_retention_days=retention, transit_gateway_id=tgw_id,
+                         transit_gateway_cidrs=tgw_cidrs)
+
+
+def log_retention(s: Section, name: str, default: int) -> int:
+    days = s.integer(name, default, minimum=1, maximum=3653)
+    if days not in LOG_RETENTION_DAYS:
+        s.problems.add(s.key(name), f"{days} is not a CloudWatch Logs retention period; use one of "
+                                    f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
+    return days
+
+
+def _cidrs(s: Section, name: str) -> list[ipaddress.IPv4Network]:
+    networks = []
+    for text in s.string_list(name, []):
+        try:
+            network = ipaddress.IPv4Network(text)
+        except ValueError:
+            s.problems.add(s.key(name), f"{text!r} is not an IPv4 CIDR block")
+            continue
+        if network.prefixlen == 0:
+            s.problems.add(s.key(name), "0.0.0.0/0 is the whole internet; list your runner or VPN ranges instead")
+            continue
+        networks.append(network)
+    return networks
 
 
 def _data_lake(s: Section) -> DataLakeConfig:
@@ -82,7 +125,7 @@ def _data_lake(s: Section) -> DataLakeConfig:
     return lake
 
 
-def _cluster(top: Section, name: str) -> ClusterConfig:
+def _cluster(top: Section, name: str, network: NetworkConfig) -> ClusterConfig:
     version = top.string("clusterVersion", DEFAULT_CLUSTER_VERSION, choices=EKS_ADDON_VERSIONS)
     public = top.boolean("endpointPublicAccess", False)
     cidrs = top.string_list("publicAccessCidrs", [])
@@ -99,6 +142,23 @@ def _cluster(top: Section, name: str) -> ClusterConfig:
     if cidrs and not public:
         top.problems.add(top.key("publicAccessCidrs"), "set, but endpointPublicAccess is false; remove it or set "
                                                        "endpointPublicAccess: true")
+    deployers = _cidrs(top, "deployerCidrs")
+    routed = [network.cidr, *(ipaddress.IPv4Network(c) for c in network.transit_gateway_cidrs)]
+    for cidr in deployers:
+        if not any(cidr.subnet_of(r) for r in routed):
+            top.problems.add(top.key("deployerCidrs"), f"{cidr} is neither inside the VPC ({network.cidr}) nor behind "
+                                                       "transitGateway.cidrs, so no route reaches it; add it there "
+                                                       "with the Transit Gateway it comes through")
+    if not public and not deployers:
+        top.problems.add(top.key("deployerCidrs"), "required when endpointPublicAccess is false: the API server is "
+                                                   "then private, and this stack creates the VPC, so list the "
+                                                   "networks pulumi up and the preview job run from (a CI runner "
+                                                   "subnet or VPN behind transitGateway)")
+    if "bootstrapCreatorAdmin" in top.raw:
+        top.known.add("bootstrapCreatorAdmin")
+        top.problems.add(top.key("bootstrapCreatorAdmin"), "replaced by deployerIsAdmin: the stack declares the "
+                                                           "deployer's access entry itself, since EKS's bootstrap "
+                                                           "entry collides with an explicit one for the same role")
     admins = top.string_list("clusterAdmins", [])
     for arn in admins:
         if not _matches(_IAM_PRINCIPAL, arn):
@@ -109,9 +169,10 @@ def _cluster(top: Section, name: str) -> ClusterConfig:
     for addon in sorted(set(overrides) - set(known_addons)):
         top.problems.add(top.key(f"addonVersions.{addon}"), f"unknown add-on; known: {', '.join(sorted(known_addons))}")
     return ClusterConfig(
-        name=name, version=version, endpoint_public_access=public, public_access_cidrs=cidrs, admin_arns=admins,
-        bootstrap_creator_admin=top.boolean("bootstrapCreatorAdmin", True),
-        log_retention_days=top.integer("controlPlaneLogRetentionDays", 90, minimum=1, maximum=3653),
+        name=name, version=version, endpoint_public_access=public, public_access_cidrs=cidrs,
+        deployer_cidrs=[str(c) for c in deployers], admin_arns=admins,
+        deployer_is_admin=top.boolean("deployerIsAdmin", True),
+        log_retention_days=log_retention(top, "controlPlaneLogRetentionDays", 90),
         deletion_protection=top.boolean("clusterDeletionProtection", True),
         workload_identity=top.string("workloadIdentity", "pod-identity", choices=("pod-identity", "irsa")),
         addon_versions={**known_addons, **overrides},

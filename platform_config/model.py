@@ -24,7 +24,13 @@ class NetworkConfig:
     flow_logs: bool = False
     """`flowLogs.enabled`, default false: VPC flow logs to CloudWatch Logs."""
     flow_log_retention_days: int = 30
-    """`flowLogs.retentionDays`, default 30."""
+    """`flowLogs.retentionDays`, default 30 (one of CloudWatch Logs' retention values)."""
+    transit_gateway_id: str = ""
+    """`transitGateway.id`: attach the VPC's private subnets to this Transit Gateway (e.g. a network hub's, shared
+    through RAM) and route `transitGateway.cidrs` through it; empty attaches nothing."""
+    transit_gateway_cidrs: list[str] = field(default_factory=list)
+    """`transitGateway.cidrs`: the networks behind the Transit Gateway (CI runners, VPN) that the private subnets
+    route to; required with `transitGateway.id`."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,17 @@ class ClusterConfig:
     """`endpointPublicAccess`, default false: the API server is reachable only from inside the VPC."""
     public_access_cidrs: list[str] = field(default_factory=list)
     """`publicAccessCidrs`: required (and never 0.0.0.0/0) when `endpointPublicAccess` is true."""
+    deployer_cidrs: list[str] = field(default_factory=list)
+    """`deployerCidrs`: networks `pulumi up` and the preview job run from, admitted on 443 to the API server's
+    private endpoint; required when the endpoint is private. Each must be inside the VPC or behind
+    `transitGateway.cidrs` (the stack routes those), since the VPC is created by this stack."""
     admin_arns: list[str] = field(default_factory=list)
     """`clusterAdmins`: IAM role/user ARNs given cluster-admin through access entries."""
-    bootstrap_creator_admin: bool = True
-    """`bootstrapCreatorAdmin`, default true: the identity running `pulumi up` is a cluster admin."""
+    deployer_is_admin: bool = True
+    """`deployerIsAdmin`, default true: the identity running `pulumi up` (its IAM role or user, from the caller's
+    session) gets a cluster-admin access entry, merged with `clusterAdmins` so a principal never gets two entries.
+    EKS's own bootstrap entry for the creator is never used: it collides (409) with an explicit entry for the same
+    principal. Set false when `clusterAdmins` lists the deploy role."""
     log_retention_days: int = 90
     """`controlPlaneLogRetentionDays`, default 90."""
     workload_identity: IdentityMode = "pod-identity"

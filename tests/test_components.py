@@ -41,10 +41,22 @@ class TestNetwork:
         plan = network_plan(nat_gateways=mode)
         nats = plan.of_type("aws:ec2/natGateway:NatGateway")
         assert len(nats) == expected
-        routes = [rt["inputs"]["routes"][0]["natGatewayId"] for rt in plan.of_type("aws:ec2/routeTable:RouteTable")
-                  if rt["name"].startswith("net-private")]
-        assert len(routes) == 3 and len(set(routes)) == expected
-        assert set(routes) == {n["id"] for n in nats}
+        tables = {rt["id"] for rt in plan.of_type("aws:ec2/routeTable:RouteTable") if rt["name"].startswith("net-private")}
+        egress = {r["inputs"]["routeTableId"]: r["inputs"]["natGatewayId"] for r in plan.of_type("aws:ec2/route:Route")
+                  if r["inputs"]["destinationCidrBlock"] == "0.0.0.0/0"}
+        assert set(egress) == tables and len(tables) == 3 and len(set(egress.values())) == expected
+        assert set(egress.values()) == {n["id"] for n in nats}
+
+    def test_a_transit_gateway_attaches_the_private_subnets_and_routes_its_networks_after_the_attachment(self):
+        plan = network_plan(transit_gateway_id="tgw-0123456789abcdef0", transit_gateway_cidrs=["10.100.0.0/16"])
+        (attachment,) = plan.of_type("aws:ec2transitgateway/vpcAttachment:VpcAttachment")
+        private = {s["id"] for s in plan.of_type("aws:ec2/subnet:Subnet") if "private" in s["name"]}
+        assert set(attachment["inputs"]["subnetIds"]) == private
+        routed = [r for r in plan.of_type("aws:ec2/route:Route")
+                  if r["inputs"]["destinationCidrBlock"] == "10.100.0.0/16"]
+        assert len(routed) == 3 and all(attachment["urn"] in r["dependsOn"] for r in routed)
+        assert all(r["inputs"]["transitGatewayId"] == "tgw-0123456789abcdef0" for r in routed)
+        assert network_plan().of_type("aws:ec2transitgateway/vpcAttachment:VpcAttachment") == []
 
     def test_private_subnets_are_tagged_for_internal_lbs_and_karpenter_public_for_elbs(self):
         plan = network_plan()
@@ -162,10 +174,11 @@ class TestDataLake:
         assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
 
 
-def cluster_plan(**overrides):
+def cluster_plan(deployer_arn: str | None = None, **overrides):
     cfg = ClusterConfig(**{"name": "c1", "version": "1.35", **overrides})
-    return run_component(lambda: Cluster("eks", ClusterArgs(config=cfg, region="us-west-2",
-                                                           subnet_ids=["subnet-a", "subnet-b"])))
+    return run_component(lambda: Cluster("eks", ClusterArgs(config=cfg, region="us-west-2", vpc_id="vpc-1",
+                                                           subnet_ids=["subnet-a", "subnet-b"],
+                                                           deployer_arn=deployer_arn)))
 
 
 class TestCluster:
@@ -195,7 +208,7 @@ class TestCluster:
 
         def declare():
             c = Cluster("eks", ClusterArgs(config=ClusterConfig(name="c1", version="1.35"), region="us-west-2",
-                                          subnet_ids=["s"]))
+                                          vpc_id="vpc-1", subnet_ids=["s"]))
             c.kubeconfig.apply(lambda k: captured.setdefault("kubeconfig", json.loads(k)))
 
         plan = run_component(declare)
@@ -209,9 +222,31 @@ class TestCluster:
     def test_admins_get_access_entries_with_the_cluster_admin_policy(self):
         arn = "arn:aws:iam::123456789012:role/admins"
         plan = cluster_plan(admin_arns=[arn])
-        assert plan.one("aws:eks/accessEntry:AccessEntry", "eks-admin-0")["inputs"]["principalArn"] == arn
-        assoc = plan.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "eks-admin-0")["inputs"]
-        assert assoc["policyArn"].endswith("AmazonEKSClusterAdminPolicy") and assoc["accessScope"] == {"type": "cluster"}
+        (entry,) = plan.of_type("aws:eks/accessEntry:AccessEntry")
+        assert entry["inputs"]["principalArn"] == arn
+        (assoc,) = plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        assert assoc["inputs"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
+        assert assoc["inputs"]["accessScope"] == {"type": "cluster"}
+        # The Kubernetes provider is used only once the admins (the deployer among them) can authenticate.
+        assert assoc["urn"] in plan.one("pulumi:providers:kubernetes", "eks-k8s")["dependsOn"]
+
+    @pytest.mark.parametrize("admins", [[], ["arn:aws:iam::123456789012:role/deploy"]])
+    def test_the_deployer_gets_exactly_one_entry_and_eks_bootstraps_none(self, admins):
+        # Review finding B4: EKS's bootstrap entry for the creator plus an explicit entry for the same role was a 409.
+        plan = cluster_plan(deployer_arn="arn:aws:iam::123456789012:role/deploy", admin_arns=admins)
+        cluster = plan.one("aws:eks/cluster:Cluster", "eks")["inputs"]
+        assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
+        principals = [e["inputs"]["principalArn"] for e in plan.of_type("aws:eks/accessEntry:AccessEntry")]
+        assert principals == ["arn:aws:iam::123456789012:role/deploy"]
+
+    def test_deployer_networks_reach_the_private_endpoint_through_their_own_security_group(self):
+        plan = cluster_plan(deployer_cidrs=["10.100.8.0/24"])
+        group = plan.one("aws:ec2/securityGroup:SecurityGroup", "eks-api-deployers")
+        assert plan.one("aws:eks/cluster:Cluster", "eks")["inputs"]["vpcConfig"]["securityGroupIds"] == [group["id"]]
+        (rule,) = plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        assert rule["inputs"]["securityGroupId"] == group["id"]
+        assert (rule["inputs"]["cidrIpv4"], rule["inputs"]["fromPort"], rule["inputs"]["toPort"]) == (
+            "10.100.8.0/24", 443, 443)
 
     def test_irsa_mode_creates_the_oidc_provider(self):
         assert cluster_plan().of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []

@@ -36,6 +36,8 @@ def test_every_shipped_stack_is_valid(stack):
 def test_defaults_apply_when_optional_keys_are_absent():
     cfg = load_config({"aws:region": "eu-west-1", f"{PROJECT}:environment": "dev",
                        f"{PROJECT}:availabilityZones": '["eu-west-1a", "eu-west-1b"]',
+                       # The one key a private endpoint (the default) cannot do without: where pulumi runs from.
+                       f"{PROJECT}:deployerCidrs": '["10.0.64.0/24"]',
                        f"{PROJECT}:images": '{"registry": "registry.example.com/ml", "tag": "1.0.0"}'}, PROJECT, "x")
     assert str(cfg.network.cidr) == "10.0.0.0/16"
     assert cfg.network.nat_gateways == "single"
@@ -108,10 +110,34 @@ def test_every_problem_is_reported_at_once():
     ({"endpointPublicAccess": "true", "publicAccessCidrs": []},
      "ml-platform:publicAccessCidrs: required when endpointPublicAccess is true; list the CIDR blocks allowed to "
      "reach the API server"),
-    ({"endpointPublicAccess": "false"},
+    ({"endpointPublicAccess": "false", "deployerCidrs": ["10.10.8.0/24"]},
      "ml-platform:publicAccessCidrs: set, but endpointPublicAccess is false; remove it or set endpointPublicAccess: "
      "true"),
-    ({"endpointPublicAccess": "maybe", "publicAccessCidrs": []}, 'ml-platform:endpointPublicAccess: expected true or false, got "maybe"'),
+    ({"endpointPublicAccess": "maybe", "publicAccessCidrs": [], "deployerCidrs": ["10.10.8.0/24"]},
+     'ml-platform:endpointPublicAccess: expected true or false, got "maybe"'),
+    ({"endpointPublicAccess": "false", "publicAccessCidrs": []},
+     "ml-platform:deployerCidrs: required when endpointPublicAccess is false: the API server is then private, and "
+     "this stack creates the VPC, so list the networks pulumi up and the preview job run from (a CI runner subnet or "
+     "VPN behind transitGateway)"),
+    ({"deployerCidrs": ["192.168.1.0/24"]},
+     "ml-platform:deployerCidrs: 192.168.1.0/24 is neither inside the VPC (10.10.0.0/16) nor behind "
+     "transitGateway.cidrs, so no route reaches it; add it there with the Transit Gateway it comes through"),
+    ({"deployerCidrs": ["0.0.0.0/0"]},
+     "ml-platform:deployerCidrs: 0.0.0.0/0 is the whole internet; list your runner or VPN ranges instead"),
+    ({"transitGateway": {"id": "tgw-123", "cidrs": ["192.168.0.0/16"]}},
+     "ml-platform:transitGateway.id: 'tgw-123' is not valid (a Transit Gateway id such as tgw-0123456789abcdef0)"),
+    ({"transitGateway": {"id": "tgw-0123456789abcdef0", "cidrs": ["10.10.0.0/20"]}},
+     "ml-platform:transitGateway.cidrs: 10.10.0.0/20 overlaps the VPC (10.10.0.0/16); list only networks behind the "
+     "Transit Gateway"),
+    ({"transitGateway": {"id": "tgw-0123456789abcdef0"}},
+     "ml-platform:transitGateway.cidrs: required with transitGateway.id: the networks the private subnets route "
+     "through it (CI runners, VPN)"),
+    ({"bootstrapCreatorAdmin": True},
+     "ml-platform:bootstrapCreatorAdmin: replaced by deployerIsAdmin: the stack declares the deployer's access entry "
+     "itself, since EKS's bootstrap entry collides with an explicit one for the same role"),
+    ({"controlPlaneLogRetentionDays": 100},
+     "ml-platform:controlPlaneLogRetentionDays: 100 is not a CloudWatch Logs retention period; use one of 1, 3, 5, "
+     "7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
     ({"clusterAdmins": ["alice"]},
      "ml-platform:clusterAdmins: 'alice' is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)"),
     ({"addonVersions": {"vpc-cnii": "v1"}},

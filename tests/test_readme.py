@@ -39,7 +39,7 @@ def test_every_config_key_is_documented(monkeypatch):
     assert len(keys) > 70
     sections = {"dataLake", "systemNodes", "flowLogs", "images", "mlflow", "mlflow.database", "kafka", "kafka.topics",
                 "kafka.topics.transactions", "kafka.topics.predictions", "kafka.topics.deadLetter", "monitoring",
-                "serving", "training", "ingestion"}
+                "serving", "training", "ingestion", "transitGateway"}
     assert keys - sections <= documented
 
 

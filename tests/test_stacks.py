@@ -53,7 +53,7 @@ def test_environment_differences_come_from_config(plan):
     assert len(plan.of_type("aws:ec2/flowLog:FlowLog")) == want["flow_logs"]
     cluster = plan.one("aws:eks/cluster:Cluster", "eks")["inputs"]
     assert cluster["vpcConfig"]["endpointPublicAccess"] is want["public_api"]
-    assert cluster["deletionProtection"] is (plan.stack != "dev")
+    assert cluster["deletionProtection"] is (plan.stack == "prod")
     for bucket in plan.of_type("aws:s3/bucket:Bucket"):
         assert bucket["protect"] is want["protect"] and bucket["retainOnDelete"] is want["retain"]
         assert bucket["inputs"]["forceDestroy"] is (plan.stack == "dev")
