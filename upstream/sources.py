@@ -1,0 +1,61 @@
+"""What is vendored, from where: one row per upstream chart or CRD set.
+
+Versions come from platform_config/versions.py, so a version bump there plus `python -m upstream.regenerate`
+re-vendors the matching upstream files. Adding a CRD set (e.g. Kueue's) is one more row, for example:
+
+    Source("kueue", "kubernetes-sigs/kueue", KUEUE_VERSION, tag="v{version}",
+           crds=("config/components/crd/bases/kueue.x-k8s.io_*.yaml",)),
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from platform_config import versions
+
+
+@dataclass(frozen=True)
+class Subchart:
+    """A chart whose version is whatever its parent chart's Chart.yaml depends on, not a pin of ours."""
+
+    parent: str
+    dependency: str
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # vendored as crds/<name>-<version>/ and charts/<name>-<version>/
+    repo: str  # GitHub owner/name
+    version: str | Subchart
+    tag: str  # git tag, "{version}" substituted; a "*" matches exactly one existing tag
+    crds: tuple[str, ...] = ()  # CRD files inside the repo (globs allowed), vendored whole
+    chart: str | None = None  # chart directory inside the repo: its values.yaml and Chart.yaml are vendored
+
+
+SOURCES: tuple[Source, ...] = (
+    # The CRDs are the generated ones under pkg/apis/crds; the karpenter-crd chart wraps the same files in templating.
+    Source("karpenter", "aws/karpenter-provider-aws", versions.KARPENTER_VERSION, tag="v{version}",
+           crds=("pkg/apis/crds/karpenter.sh_nodepools.yaml", "pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml"),
+           chart="charts/karpenter"),
+    Source("karpenter-crd", "aws/karpenter-provider-aws", versions.KARPENTER_VERSION, tag="v{version}",
+           chart="charts/karpenter-crd"),
+    # All of the operator chart's CRDs: the program deploys them itself, so they must match the operator exactly.
+    Source("strimzi-kafka-operator", "strimzi/strimzi-kafka-operator", versions.STRIMZI_VERSION, tag="{version}",
+           crds=("helm-charts/helm3/strimzi-kafka-operator/crds/*.yaml",),
+           chart="helm-charts/helm3/strimzi-kafka-operator"),
+    # prometheus-operator CRDs as kube-prometheus-stack bundles them, so they match the operator the chart runs.
+    Source("kube-prometheus-stack", "prometheus-community/helm-charts", versions.KUBE_PROMETHEUS_STACK_VERSION,
+           tag="kube-prometheus-stack-{version}",
+           crds=tuple(f"charts/kube-prometheus-stack/charts/crds/crds/crd-{kind}.yaml"
+                      for kind in ("servicemonitors", "podmonitors", "prometheusrules")),
+           chart="charts/kube-prometheus-stack"),
+    Source("grafana", "grafana-community/helm-charts", Subchart("kube-prometheus-stack", "grafana"),
+           tag="grafana-{version}", chart="charts/grafana"),
+    # dcgm-exporter tags are "<DCGM version>-<chart version>".
+    Source("dcgm-exporter", "NVIDIA/dcgm-exporter", versions.DCGM_EXPORTER_VERSION, tag="*-{version}",
+           chart="deployment"),
+    Source("nvidia-device-plugin", "NVIDIA/k8s-device-plugin", versions.NVIDIA_DEVICE_PLUGIN_VERSION,
+           tag="v{version}", chart="deployments/helm/nvidia-device-plugin"),
+    Source("metrics-server", "kubernetes-sigs/metrics-server", versions.METRICS_SERVER_VERSION,
+           tag="metrics-server-helm-chart-{version}", chart="charts/metrics-server"),
+)
