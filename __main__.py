@@ -98,7 +98,8 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
     config=svc.mlflow.database, name_prefix=name_prefix, namespace="mlflow", k8s_provider=cluster.provider,
     vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, cluster_security_group_id=cluster.security_group_id,
-    protect=cfg.data_lake.protect, depends_on=[namespaces["mlflow"]]), opts=with_aws)
+    protect=cfg.data_lake.protect, disposable=cfg.data_lake.force_destroy,
+    log_retention_days=cfg.cluster.log_retention_days, depends_on=[namespaces["mlflow"]]), opts=with_aws)
 mlflow = Mlflow("mlflow", MlflowArgs(
     config=svc.mlflow, namespace="mlflow", image=svc.images.ref("mlflow-server"), region=cfg.region,
     backend_uri=database.uri, artifacts_bucket=lake.bucket_names["artifacts"],

@@ -15,13 +15,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.iam import Statement
-from components.pod_spec import (container_security, env, http_probe, labels, pod_security, resources, selector,
-                                 tmp_volume)
+from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels,
+                                 pod_security, resources, secret_volume, selector, tmp_volume)
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 from platform_config.services_model import MlflowConfig
 
 APP = "mlflow"
+# The migration Job's pods get their own name: a PodDisruptionBudget selecting the server must never select a Job's
+# pod (a Job has no scale subresource, and the budget would then allow no eviction at all).
+MIGRATION_APP = "mlflow-migration"
 PORT = 5000
+BACKEND_DIR = "/etc/mlflow-backend"
+# The backend URI (with the database password) is read from the mounted Secret when the process starts.
+FROM_BACKEND_FILE = f'MLFLOW_BACKEND_STORE_URI="$(cat {BACKEND_DIR}/uri)"; export MLFLOW_BACKEND_STORE_URI; '
+
 ARTIFACT_PREFIX = "mlflow"
 # Namespaces whose pods may call MLflow: the workloads, and Prometheus.
 CLIENT_NAMESPACES = ("ml-workloads", "monitoring")
@@ -81,8 +88,9 @@ class Mlflow(pulumi.ComponentResource):
             **args.identity), opts=pulumi.ResourceOptions(parent=self))
         meta = {"name": APP, "namespace": args.namespace, "labels": labels(APP, "tracking")}
         secret = k8s.core.v1.Secret(f"{name}-backend", metadata={**meta, "name": f"{APP}-backend"},
-                                    string_data={"MLFLOW_BACKEND_STORE_URI": args.backend_uri}, opts=k8s_opts)
+                                    string_data={"uri": args.backend_uri}, opts=k8s_opts)
         volume, mount = tmp_volume()
+        backend, backend_mount = secret_volume("backend", secret.metadata.name, BACKEND_DIR)
         server_env = env({
             "MLFLOW_HOST": "0.0.0.0", "MLFLOW_PORT": str(PORT), "MLFLOW_WORKERS": "2",
             "MLFLOW_SERVE_ARTIFACTS": "true",
@@ -93,34 +101,36 @@ class Mlflow(pulumi.ComponentResource):
             "MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts(cfg, args.namespace, args.region),
             "AWS_REGION": args.region, "HOME": "/tmp",
         })
-        from_secret = [{"secretRef": {"name": secret.metadata.name}}]
         container = {
-            "name": "mlflow", "image": args.image, "ports": [{"name": "http", "containerPort": PORT}],
-            "env": server_env, "envFrom": from_secret,
+            "name": "mlflow", "image": args.image, **ALWAYS_PULL, "ports": [{"name": "http", "containerPort": PORT}],
+            "command": ["sh", "-c", FROM_BACKEND_FILE + "exec mlflow server"], "env": server_env,
             # Migrations can take a while on a large registry; the startup probe gives them 5 minutes.
             "startupProbe": http_probe("/health", "http", period=5, failures=60),
             "readinessProbe": http_probe("/health", "http", period=10, failures=3),
             "livenessProbe": http_probe("/health", "http", period=20, failures=3),
             "resources": resources("500m", "1Gi"), "securityContext": container_security(),
-            "volumeMounts": [mount],
+            "volumeMounts": [mount, backend_mount],
         }
         # Schema migrations run once per image, as a Job the Deployment waits for: init containers in several
         # replicas would race to migrate a fresh database. The name carries the image, so an upgrade migrates again.
-        migrate = {**{k: container[k] for k in ("image", "env", "envFrom", "securityContext", "volumeMounts")},
-                   "name": "db-upgrade", "command": ["sh", "-c", 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"'],
-                   "resources": resources("250m", "512Mi")}
+        # It gets only what `mlflow db upgrade` reads, so a server-only setting never replaces the (immutable) Job.
+        migrate = {"name": "db-upgrade", "image": args.image, **ALWAYS_PULL,
+                   "command": ["sh", "-c", FROM_BACKEND_FILE + 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"'],
+                   "env": env({"HOME": "/tmp"}), "securityContext": container_security(),
+                   "volumeMounts": [mount, backend_mount], "resources": resources("250m", "512Mi")}
         image_id = hashlib.sha256(args.image.encode()).hexdigest()[:8]
         migration = k8s.batch.v1.Job(f"{name}-db-upgrade", metadata={
-            "name": f"{APP}-db-upgrade-{image_id}", "namespace": args.namespace, "labels": labels(APP, "migration")},
-            spec={"backoffLimit": 6, "template": {"metadata": {"labels": labels(APP, "migration")}, "spec": {
-                "restartPolicy": "Never", "securityContext": pod_security(), "automountServiceAccountToken": False,
-                "containers": [migrate], "volumes": [volume]}}}, opts=k8s_opts)
+            "name": f"{APP}-db-upgrade-{image_id}", "namespace": args.namespace,
+            "labels": labels(MIGRATION_APP, "migration")},
+            spec={"backoffLimit": 6, "template": {"metadata": {"labels": labels(MIGRATION_APP, "migration")}, "spec": {
+                "restartPolicy": "Never", "securityContext": pod_security(), **NO_API_TOKEN,
+                "containers": [migrate], "volumes": [volume, backend]}}}, opts=k8s_opts)
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
             "replicas": cfg.replicas, "selector": {"matchLabels": selector(APP)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": labels(APP, "tracking")}, "spec": {
-                "serviceAccountName": APP, "securityContext": pod_security(),
-                "containers": [container], "volumes": [volume],
+                "serviceAccountName": APP, "securityContext": pod_security(), **NO_API_TOKEN,
+                "containers": [container], "volumes": [volume, backend],
                 "terminationGracePeriodSeconds": 30,
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                                "whenUnsatisfiable": "ScheduleAnyway",

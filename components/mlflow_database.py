@@ -14,7 +14,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.pod_spec import container_security, labels, resources, selector
+from components.pod_spec import ALWAYS_PULL, NO_API_TOKEN, container_security, labels, resources, secret_volume, selector
+from components.mlflow import APP as MLFLOW_APP
+from components.mlflow import MIGRATION_APP
 from components.service_access import cluster_only_port, service_key
 from platform_config.services_model import DatabaseConfig
 from platform_config.versions import POSTGRES_IMAGE, RDS_POSTGRES_FAMILY, RDS_POSTGRES_MAJOR
@@ -39,7 +41,12 @@ class MlflowDatabaseArgs:
     cluster_security_group_id: pulumi.Input[str] = ""
     """Nodes (managed and Karpenter) carry this group; only it may reach the database port."""
     protect: bool = False
+    disposable: bool = False
+    """The data may go with the stack (`dataLake.forceDestroy`, dev): the in-cluster volume is deleted with it."""
+    log_retention_days: int = 30
+    """RDS log exports go to groups declared here with this retention (RDS would create them unbounded)."""
     depends_on: Sequence[pulumi.Resource] = ()
+    """The namespace the Kubernetes objects go in; the RDS instance itself waits for nothing in the cluster."""
 
 
 class MlflowDatabase(pulumi.ComponentResource):
@@ -63,22 +70,35 @@ class MlflowDatabase(pulumi.ComponentResource):
     def _rds(self, name: str, args: MlflowDatabaseArgs, password: random.RandomPassword):
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
-        key = service_key(name, f"{args.name_prefix} MLflow database", args.protect, self)
+        # The final snapshot is always kept, and a snapshot can only be restored with the key that encrypted it, so
+        # the key is retained on destroy whatever `protect` says (it is deleted only by hand, with the snapshots).
+        key = service_key(name, f"{args.name_prefix} MLflow database", args.protect, self, retain=True)
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=list(args.subnet_ids),
                                       description="private subnets only", opts=child)
         group = cluster_only_port(name, vpc_id=args.vpc_id, port=PORT,
                                   cluster_security_group_id=args.cluster_security_group_id, what="PostgreSQL",
                                   parent=self)
+        identifier = f"{args.name_prefix}-mlflow"
+        # A new suffix whenever a change replaces the instance (these inputs force a new DB), so a replacement's
+        # own final snapshot never collides with the one its predecessor left.
         suffix = random.RandomString(f"{name}-snapshot-suffix", length=8, special=False, upper=False,
+                                     keepers={"identifier": identifier, "kmsKeyId": key.arn, "dbName": DB_NAME,
+                                              "username": DB_USER, "engine": "postgres"},
                                      opts=pulumi.ResourceOptions(parent=self))
         params = aws.rds.ParameterGroup(f"{name}-params", family=RDS_POSTGRES_FAMILY,
                                         description="TLS required; slow statements logged", parameters=[
                                             {"name": "rds.force_ssl", "value": "1"},
                                             {"name": "log_min_duration_statement", "value": "1000"},
                                         ], opts=child)
+        exports = ["postgresql", "upgrade"]
+        # RDS creates /aws/rds/instance/<id>/<log> itself, with no retention and outside the stack; declared first,
+        # the groups it writes to are bounded and go with the stack.
+        log_groups = [aws.cloudwatch.LogGroup(f"{name}-log-{log}", name=f"/aws/rds/instance/{identifier}/{log}",
+                                              retention_in_days=args.log_retention_days, opts=child)
+                      for log in exports]
         instance = aws.rds.Instance(
             f"{name}-postgres",
-            identifier=f"{args.name_prefix}-mlflow",
+            identifier=identifier,
             engine="postgres", engine_version=RDS_POSTGRES_MAJOR, instance_class=cfg.instance_class,
             allocated_storage=cfg.storage_gib, max_allocated_storage=cfg.max_storage_gib, storage_type="gp3",
             storage_encrypted=True, kms_key_id=key.arn,
@@ -87,13 +107,15 @@ class MlflowDatabase(pulumi.ComponentResource):
             parameter_group_name=params.name, ca_cert_identifier="rds-ca-rsa2048-g1",
             multi_az=cfg.multi_az, backup_retention_period=cfg.backup_retention_days, copy_tags_to_snapshot=True,
             deletion_protection=cfg.deletion_protection,
-            # Always keep a last snapshot: experiment history is not reproducible from anything else. The suffix is
-            # new whenever the database is, so destroying a recreated database never collides with an old snapshot.
+            # Always keep a last snapshot: experiment history is not reproducible from anything else.
             skip_final_snapshot=False,
-            final_snapshot_identifier=pulumi.Output.concat(f"{args.name_prefix}-mlflow-final-", suffix.result),
+            final_snapshot_identifier=pulumi.Output.concat(f"{identifier}-final-", suffix.result),
             auto_minor_version_upgrade=True, performance_insights_enabled=True,
-            performance_insights_kms_key_id=key.arn, enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=list(args.depends_on)))
+            performance_insights_kms_key_id=key.arn, enabled_cloudwatch_logs_exports=exports,
+            # The identifier is fixed, so a replacement must delete the old instance (taking its final snapshot)
+            # before creating the new one under the same name.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=log_groups,
+                                        delete_before_replace=True))
         # verify-full: encrypted and the server's certificate checked against the RDS CA bundle the MLflow image
         # carries (workloads/mlflow-server/Dockerfile), so a spoofed endpoint cannot collect the password.
         return instance.address, instance.port, f"?sslmode=verify-full&sslrootcert={RDS_CA_BUNDLE}"
@@ -104,32 +126,40 @@ class MlflowDatabase(pulumi.ComponentResource):
         meta = {"name": app, "namespace": args.namespace, "labels": labels(app, "database")}
         secret = k8s.core.v1.Secret(f"{name}-password", metadata={**meta, "name": f"{app}-password"},
                                     string_data={"password": password.result}, opts=opts)
-        k8s.core.v1.Service(f"{name}-svc", metadata=meta, spec={
-            "selector": selector(app), "ports": [{"name": "postgres", "port": PORT, "targetPort": "postgres"}]},
-            opts=opts)
+        ports = [{"name": "postgres", "port": PORT, "targetPort": "postgres"}]
+        k8s.core.v1.Service(f"{name}-svc", metadata=meta, spec={"selector": selector(app), "ports": ports}, opts=opts)
+        # The StatefulSet's governing Service is headless (stable per-pod DNS); clients use the ClusterIP one above.
+        headless = f"{app}-headless"
+        k8s.core.v1.Service(f"{name}-headless", metadata={**meta, "name": headless}, spec={
+            "clusterIP": "None", "selector": selector(app), "ports": ports}, opts=opts)
         pg_ready = {"exec": {"command": ["pg_isready", "-U", DB_USER, "-d", DB_NAME, "-h", "127.0.0.1"]},
                     "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
+        password_file, password_mount = secret_volume("password", secret.metadata.name, "/etc/postgres-password")
+        # Volumes outlive the StatefulSet unless the data may go with the stack (dataLake.forceDestroy, dev).
+        retention = "Delete" if args.disposable else "Retain"
         k8s.apps.v1.StatefulSet(f"{name}-statefulset", metadata=meta, spec={
-            "serviceName": app, "replicas": 1, "selector": {"matchLabels": selector(app)},
+            "serviceName": headless, "replicas": 1, "selector": {"matchLabels": selector(app)},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": retention, "whenScaled": "Retain"},
             "template": {"metadata": {"labels": labels(app, "database")}, "spec": {
                 "securityContext": {"runAsNonRoot": True, "runAsUser": POSTGRES_UID, "runAsGroup": POSTGRES_UID,
                                     "fsGroup": POSTGRES_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-                "automountServiceAccountToken": False,
+                **NO_API_TOKEN,
                 "containers": [{
-                    "name": "postgres", "image": POSTGRES_IMAGE,
+                    "name": "postgres", "image": POSTGRES_IMAGE, **ALWAYS_PULL,
                     "ports": [{"name": "postgres", "containerPort": PORT}],
+                    # The official image reads the password from a file when POSTGRES_PASSWORD_FILE is set.
                     "env": [{"name": "POSTGRES_USER", "value": DB_USER}, {"name": "POSTGRES_DB", "value": DB_NAME},
                             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
-                                "name": secret.metadata.name, "key": "password"}}}],
+                            {"name": "POSTGRES_PASSWORD_FILE", "value": "/etc/postgres-password/password"}],
                     "readinessProbe": pg_ready, "livenessProbe": {**pg_ready, "initialDelaySeconds": 30},
                     "resources": resources("250m", "512Mi"),
                     "securityContext": container_security(),
                     "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
                                      {"name": "run", "mountPath": "/var/run/postgresql"},
-                                     {"name": "tmp", "mountPath": "/tmp"}],
+                                     {"name": "tmp", "mountPath": "/tmp"}, password_mount],
                 }],
-                "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                            password_file],
             }},
             # The default StorageClass is the platform's encrypted gp3 class (ClusterAddons).
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
@@ -139,8 +169,9 @@ class MlflowDatabase(pulumi.ComponentResource):
         # Only MLflow's own pods (server and migration job) may open the database port.
         k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata=meta, spec={
             "podSelector": {"matchLabels": selector(app)}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}],
-                         "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=opts)
+            "ingress": [{"from": [{"podSelector": {"matchExpressions": [{
+                "key": "app.kubernetes.io/name", "operator": "In", "values": [MLFLOW_APP, MIGRATION_APP]}]}}],
+                "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=opts)
         host = f"{app}.{args.namespace}.svc.cluster.local"
         # Traffic stays inside the cluster's pod network; the README says so, and prod uses RDS with TLS.
         return pulumi.Output.from_input(host), pulumi.Output.from_input(PORT), ""

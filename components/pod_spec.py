@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+
 from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT, POOL_LABEL
 
 # The uid/gid the workload images create (workloads/*/Dockerfile).
@@ -59,6 +61,20 @@ def tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def env(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def secret_volume(name: str, secret: pulumi.Input[str], mount_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Secret as read-only files: unlike environment variables, files do not show in the pod spec, in
+    `kubectl describe`, or in the container runtime's config, and are readable only by the pod's group."""
+    return ({"name": name, "secret": {"secretName": secret, "defaultMode": 0o440}},
+            {"name": name, "mountPath": mount_path, "readOnly": True})
+
+
+# Pods of the platform's own workloads never call the Kubernetes API; Pod Identity and IRSA project their own tokens.
+NO_API_TOKEN = {"automountServiceAccountToken": False}
+# Tags are mutable: re-pulling on every start makes a re-pushed tag take effect and keeps nodes from running a stale
+# copy (one registry round trip per pod start).
+ALWAYS_PULL = {"imagePullPolicy": "Always"}
 
 
 def http_probe(path: str, port: str | int, *, period: int = 10, failures: int = 3, delay: int = 0) -> dict[str, Any]:

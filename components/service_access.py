@@ -6,10 +6,13 @@ import pulumi
 import pulumi_aws as aws
 
 
-def service_key(name: str, description: str, protect: bool, parent: pulumi.Resource) -> aws.kms.Key:
-    """A rotating customer-managed key; protected and retained with the data it encrypts."""
+def service_key(name: str, description: str, protect: bool, parent: pulumi.Resource,
+                retain: bool | None = None) -> aws.kms.Key:
+    """A rotating customer-managed key; protected with the data it encrypts, and retained on destroy whenever that
+    data (or a snapshot of it) outlives the stack (`retain`, default: when protected)."""
     return aws.kms.Key(f"{name}-key", description=description, enable_key_rotation=True, deletion_window_in_days=30,
-                       opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect))
+                       opts=pulumi.ResourceOptions(parent=parent, protect=protect,
+                                                   retain_on_delete=protect if retain is None else retain))
 
 
 def cluster_only_port(name: str, *, vpc_id: pulumi.Input[str], port: int, cluster_security_group_id: pulumi.Input[str],

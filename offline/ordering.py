@@ -19,8 +19,9 @@ from typing import Any, Iterator
 
 from offline.harness import Plan
 
-# Input keys whose subtrees are free text: a cluster's name in a subnet tag is a label, not a call to the cluster.
-FREE_TEXT_KEYS = frozenset({"tags", "tagsAll", "defaultTags", "labels", "annotations", "description"})
+# Input keys whose subtrees are free text: a cluster's name in a subnet tag is a label, not a call to the cluster;
+# a random value's `keepers` copy values on purpose, to be regenerated when they change.
+FREE_TEXT_KEYS = frozenset({"tags", "tagsAll", "defaultTags", "labels", "annotations", "description", "keepers"})
 
 
 @dataclass(frozen=True)

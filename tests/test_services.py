@@ -115,7 +115,12 @@ def test_mlflow_deployment_shape_per_environment():
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["MLFLOW_SERVE_ARTIFACTS"] == "true"
         assert re.fullmatch(r"s3://ml-platform-\w+-artifacts-\w+/mlflow", env["MLFLOW_ARTIFACTS_DESTINATION"])
-        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-backend"}}]
+        # The backend URI (password included) arrives as a read-only file, never in the pod spec's environment.
+        assert "envFrom" not in container and "MLFLOW_BACKEND_STORE_URI" not in env
+        assert {"name": "backend", "mountPath": "/etc/mlflow-backend", "readOnly": True} in container["volumeMounts"]
+        assert {"name": "backend", "secret": {"secretName": "mlflow-backend", "defaultMode": 0o440}} in deploy[
+            "spec"]["template"]["spec"]["volumes"]
+        assert container["command"][-1].endswith("exec mlflow server")
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"
         pdbs = [r for r in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget") if r["name"] == "mlflow-pdb"]
         assert len(pdbs) == (1 if replicas > 1 else 0)
@@ -371,6 +376,53 @@ def test_mlflow_migrates_once_per_image_before_the_servers_start():
     deploy = plan.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")
     assert job["urn"] in deploy["dependsOn"]
     assert "initContainers" not in deploy["inputs"]["spec"]["template"]["spec"]
+    # Only what `mlflow db upgrade` reads: a server-only setting (allowed hosts, workers) must not replace the Job.
+    (migrate,) = job["inputs"]["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in migrate["env"]] == ["HOME"] and "envFrom" not in migrate
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_mlflow_disruption_budget_never_selects_the_migration_pod(stack):
+    # Review finding F03: a PDB whose selector matches a Job's pod cannot compute its scale and allows no eviction.
+    plan = stack_plan(stack)
+    selector = plan.one("kubernetes:policy/v1:PodDisruptionBudget", "mlflow-pdb")["inputs"]["spec"]["selector"]
+    job_labels = plan.one("kubernetes:batch/v1:Job", "mlflow-db-upgrade")["inputs"]["spec"]["template"]["metadata"][
+        "labels"]
+    assert not all(job_labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_the_dev_database_admits_the_server_and_the_migration_and_goes_with_the_stack():
+    plan = stack_plan("dev")
+    policy = plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "mlflow-db-ingress")["inputs"]["spec"]
+    (expression,) = policy["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+    labels = {plan.one("kubernetes:batch/v1:Job", "mlflow-db-upgrade")["inputs"]["spec"]["template"]["metadata"][
+        "labels"]["app.kubernetes.io/name"], plan.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")[
+        "inputs"]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]}
+    assert set(expression["values"]) == labels and expression["operator"] == "In"
+    database = plan.one("kubernetes:apps/v1:StatefulSet", "mlflow-db-statefulset")["inputs"]["spec"]
+    assert database["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"  # dev data is disposable
+    headless = plan.one("kubernetes:core/v1:Service", "mlflow-db-headless")["inputs"]
+    assert database["serviceName"] == headless["metadata"]["name"] and headless["spec"]["clusterIP"] == "None"
+    env = {e["name"]: e for e in database["template"]["spec"]["containers"][0]["env"]}
+    assert "POSTGRES_PASSWORD" not in env and env["POSTGRES_PASSWORD_FILE"]["value"] == "/etc/postgres-password/password"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_database_key_outlives_the_final_snapshot_and_the_suffix_follows_replacements(stack):
+    plan = stack_plan(stack)
+    # W4: the final snapshot is always kept, and can only be restored with its key.
+    assert plan.one("aws:kms/key:Key", "mlflow-db-key")["retainOnDelete"] is True
+    # W6: the snapshot suffix is regenerated whenever an input that replaces the instance changes.
+    suffix = plan.one("random:index/randomString:RandomString", "mlflow-db-snapshot-suffix")["inputs"]["keepers"]
+    instance = plan.one("aws:rds/instance:Instance", "mlflow-db-postgres")
+    assert suffix["identifier"] == instance["inputs"]["identifier"]
+    assert suffix["kmsKeyId"] == instance["inputs"]["kmsKeyId"] and suffix["dbName"] == instance["inputs"]["dbName"]
+    # C3: RDS log exports land in groups with a retention, declared before the instance.
+    groups = {g["inputs"]["name"]: g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup")
+              if g["inputs"]["name"].startswith("/aws/rds/")}
+    ident = instance["inputs"]["identifier"]
+    assert set(groups) == {f"/aws/rds/instance/{ident}/{log}" for log in instance["inputs"]["enabledCloudwatchLogsExports"]}
+    assert all(g["urn"] in instance["dependsOn"] and g["inputs"]["retentionInDays"] > 0 for g in groups.values())
 
 
 @pytest.mark.parametrize("overrides, problem", [
