@@ -1,18 +1,24 @@
 # Everything runs offline: no Pulumi CLI, no AWS credentials, no network beyond the package index for `setup`.
 # `demo`, `bench` and the workload tests start real local services (S3, Kafka, MLflow, Prometheus) on 127.0.0.1.
 VENV ?= .venv
+SCANNER_VENV ?= .venv-checkov
 PY := $(VENV)/bin/python
 STACK ?= dev
 FORMAT ?= tree
 
 .PHONY: setup test plan plans policy demo bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(SCANNER_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-workloads.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
 		-r requirements-workloads.txt
+	touch $@
+
+$(SCANNER_VENV)/.installed: requirements-scanner.txt
+	python3 -m venv $(SCANNER_VENV)
+	$(SCANNER_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-scanner.txt
 	touch $@
 
 test: setup
@@ -40,4 +46,4 @@ plans: setup
 	@echo "wrote .plan/dev.json .plan/staging.json .plan/prod.json"
 
 clean:
-	rm -rf $(VENV) .plan .pytest_cache
+	rm -rf $(VENV) $(SCANNER_VENV) .plan .pytest_cache

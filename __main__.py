@@ -124,8 +124,9 @@ workloads = WorkloadContext(
 MODEL = "fraud-detector"
 serving = ModelServing(MODEL, ModelServingArgs(context=workloads, config=svc.serving,
                                                image=svc.images.ref("inference"), model_name=MODEL), opts=with_aws)
-TrainingJob(f"{MODEL}-training", TrainingJobArgs(context=workloads, config=svc.training,
-                                                  image=svc.images.ref("training"), model_name=MODEL), opts=with_aws)
+TrainingJob(f"{MODEL}-training", TrainingJobArgs(
+    context=workloads, config=svc.training, image=svc.images.ref("training"), model_name=MODEL,
+    pool=next((p for p in cfg.gpu_pools if p.name == svc.training.gpu_pool), None)), opts=with_aws)
 Ingestion("lake-ingestion", IngestionArgs(context=workloads, config=svc.ingestion,
                                           image=svc.images.ref("ingestion")), opts=with_aws)
 DriftMonitor(f"{MODEL}-drift", DriftMonitorArgs(context=workloads, image=svc.images.ref("drift"),

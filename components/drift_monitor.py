@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pod_spec import container_security, env, http_probe, labels, pod_security, resources, selector, \
-    tmp_volume
-from components.workload_base import WorkloadBase, WorkloadContext, lake_uri, s3_statements
+from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels, pod_security,
+                                 resources, selector, tmp_volume)
+from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, lake_uri,
+                                      s3_statements, tcp)
 
 METRICS_PORT = 9100
 PREFIX = "transactions/"
@@ -41,15 +42,16 @@ class DriftMonitor(WorkloadBase):
             "replicas": 1, "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "Recreate"},
             "template": {"metadata": {"labels": labels(name, "monitoring")}, "spec": {
-                "serviceAccountName": name, "securityContext": pod_security(),
+                "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "containers": [{
-                    "name": "drift", "image": args.image,
+                    "name": "drift", "image": args.image, **ALWAYS_PULL,
                     "args": ["--recent-hours", str(args.recent_hours),
                              "--interval-seconds", str(args.interval_seconds)],
                     "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                     "env": env({"LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
                                 "DRIFT_PSI_THRESHOLD": f"{args.psi_threshold:g}", "METRICS_PORT": str(METRICS_PORT),
                                 "AWS_REGION": ctx.region}),
+                    "readinessProbe": http_probe("/metrics", "metrics", period=10, failures=3),
                     "livenessProbe": http_probe("/metrics", "metrics", period=30, failures=3, delay=10),
                     "resources": resources("500m", "2Gi"), "securityContext": container_security(),
                     "volumeMounts": [tmp_mount],
@@ -57,5 +59,7 @@ class DriftMonitor(WorkloadBase):
                 "volumes": [tmp],
             }},
         }, opts=opts_k8s)
+        self._ingress_policy(name, ctx, opts_k8s, [{"from": from_namespaces(MONITORING_NAMESPACE),
+                                                    "ports": tcp(METRICS_PORT)}])
         self._pod_monitor(name, ctx, "metrics")
         self.register_outputs({})

@@ -12,9 +12,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.kafka_access import KafkaGrant
-from components.pod_spec import container_security, env, http_probe, labels, pod_security, resources, selector, \
-    tmp_volume
-from components.workload_base import WorkloadBase, WorkloadContext, lake_uri, s3_statements
+from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels, pod_security,
+                                 resources, selector, tmp_volume)
+from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, lake_uri,
+                                      s3_statements, tcp)
 from platform_config.services_model import TOPIC_ROLES, IngestionConfig
 
 METRICS_PORT = 9100
@@ -42,14 +43,16 @@ class Ingestion(WorkloadBase):
         tmp, tmp_mount = tmp_volume()
         kafka_volumes, kafka_mounts = self._kafka_volumes()
         container = {
-            "name": "consumer", "image": args.image, "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+            "name": "consumer", "image": args.image, **ALWAYS_PULL, "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
             "env": env({
                 "KAFKA_TOPIC_TRANSACTIONS": TOPIC_ROLES["transactions"],
                 "KAFKA_TOPIC_DEAD_LETTER": TOPIC_ROLES["deadLetter"], "KAFKA_CONSUMER_GROUP": CONSUMER_GROUP,
                 "LAKE_RAW_URI": lake_uri(ctx, "raw", PREFIX), "LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
                 "INGEST_BATCH_RECORDS": str(cfg.batch_records), "METRICS_PORT": str(METRICS_PORT),
                 "AWS_REGION": ctx.region, **self._kafka_env()}),
-            # The consumer serves only /metrics; it answering proves the process and its event loop are alive.
+            # The consumer serves only /metrics; it answering proves the process and its event loop are alive, and
+            # readiness gates rollouts and the disruption budget's count.
+            "readinessProbe": http_probe("/metrics", "metrics", period=10, failures=3),
             "livenessProbe": http_probe("/metrics", "metrics", period=20, failures=3, delay=10),
             "resources": resources("500m", "1Gi"), "securityContext": container_security(),
             "volumeMounts": [tmp_mount, *kafka_mounts],
@@ -57,11 +60,13 @@ class Ingestion(WorkloadBase):
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
             "replicas": cfg.replicas, "selector": {"matchLabels": selector(name)},
             "template": {"metadata": {"labels": labels(name, "ingestion")}, "spec": {
-                "serviceAccountName": name, "securityContext": pod_security(),
+                "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "terminationGracePeriodSeconds": 60, "containers": [container], "volumes": [tmp, *kafka_volumes],
             }},
         }, opts=opts_k8s)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
             "maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}, opts=opts_k8s)
+        self._ingress_policy(name, ctx, opts_k8s, [{"from": from_namespaces(MONITORING_NAMESPACE),
+                                                    "ports": tcp(METRICS_PORT)}])
         self._pod_monitor(name, ctx, "metrics")
         self.register_outputs({})

@@ -165,3 +165,8 @@ class Mlflow(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata={"name": APP, "namespace": args.namespace}, spec={
             "podSelector": {"matchLabels": selector(APP)}, "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}]}, opts=opts)
+        # The migration pod listens on nothing: no one may connect to it.
+        k8s.networking.v1.NetworkPolicy(f"{name}-migration-ingress", metadata={
+            "name": MIGRATION_APP, "namespace": args.namespace}, spec={
+            "podSelector": {"matchLabels": selector(MIGRATION_APP)}, "policyTypes": ["Ingress"], "ingress": []},
+            opts=opts)

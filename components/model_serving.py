@@ -13,9 +13,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.kafka_access import KafkaGrant
-from components.pod_spec import (container_security, env, gpu_placement, http_probe, labels, pod_security, resources,
-                                 selector, tmp_volume)
-from components.workload_base import WorkloadBase, WorkloadContext
+from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, gpu_placement, http_probe, labels,
+                                 pod_security, resources, selector, tmp_volume)
+from components.workload_base import MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, tcp
 from platform_config.services_model import TOPIC_ROLES, ServingConfig
 
 PORT = 8080
@@ -59,7 +59,7 @@ class ModelServing(WorkloadBase):
         kafka_volumes, kafka_mounts = self._kafka_volumes()
         gpus = 1 if cfg.gpu_pool else 0
         container = {
-            "name": "server", "image": args.image, "ports": [{"name": "http", "containerPort": PORT}],
+            "name": "server", "image": args.image, **ALWAYS_PULL, "ports": [{"name": "http", "containerPort": PORT}],
             "env": env({
                 "MODEL_NAME": args.model_name, "MODEL_URI": f"models:/{args.model_name}@{args.alias}",
                 "MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "PORT": str(PORT), "MODEL_POLL_SECONDS": "30",
@@ -85,7 +85,7 @@ class ModelServing(WorkloadBase):
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "template": {"metadata": {"labels": labels(name, "serving")}, "spec": {
-                "serviceAccountName": name, "securityContext": pod_security(),
+                "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "terminationGracePeriodSeconds": PRE_STOP_SECONDS + SERVER_DRAIN_SECONDS + IN_FLIGHT_SECONDS,
                 "containers": [container], "volumes": [tmp, *kafka_volumes],
                 "topologySpreadConstraints": spread(name), **gpu_placement(cfg.gpu_pool),
@@ -105,6 +105,10 @@ class ModelServing(WorkloadBase):
         # maxUnavailable (not minAvailable = replicas) so a node drain can always evict one pod at a time.
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
             "maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}, opts=opts_k8s)
+        # Predictions are for the workloads' own namespace (and Prometheus scrapes /metrics on the same port);
+        # callers elsewhere come through `kubectl port-forward` or get their namespace added here.
+        self._ingress_policy(name, ctx, opts_k8s, [{"from": [{"podSelector": {}}, *from_namespaces(MONITORING_NAMESPACE)],
+                                                    "ports": tcp(PORT)}])
         k8s.apiextensions.CustomResource(
             f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata=meta, spec={"selector": {"matchLabels": selector(name)},

@@ -85,15 +85,36 @@ class WorkloadBase(pulumi.ComponentResource):
             return [], []
         return list(self.kafka_access.volumes), list(self.kafka_access.volume_mounts)
 
-    def _pod_monitor(self, name: str, ctx: WorkloadContext, port: str) -> None:
+    def _pod_monitor(self, name: str, ctx: WorkloadContext, port: str,
+                     only_labels: dict[str, str] | None = None) -> None:
         k8s.apiextensions.CustomResource(
             f"{name}-podmonitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
             metadata={"name": name, "namespace": ctx.namespace},
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name, **(only_labels or {})}},
                   "podMetricsEndpoints": [{"port": port, "path": "/metrics", "interval": "30s"}]},
             opts=self._monitor_opts(ctx))
+
+    def _ingress_policy(self, name: str, ctx: WorkloadContext, opts: pulumi.ResourceOptions,
+                        rules: list[dict[str, Any]]) -> None:
+        """Only the listed peers may open connections to this workload's pods; egress is left open (Kafka, MLflow,
+        S3 through the VPC endpoint, AWS APIs)."""
+        k8s.networking.v1.NetworkPolicy(f"{name}-ingress", metadata={"name": name, "namespace": ctx.namespace}, spec={
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}, "policyTypes": ["Ingress"],
+            "ingress": rules}, opts=opts)
 
     def _monitor_opts(self, ctx: WorkloadContext) -> pulumi.ResourceOptions:
         """Monitors need their CRDs (the monitoring chart) and their namespace."""
         return pulumi.ResourceOptions(parent=self, provider=ctx.k8s_provider,
                                       depends_on=[*ctx.monitoring_crds, *ctx.depends_on])
+
+
+def from_namespaces(*names: str) -> list[dict[str, Any]]:
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}} for n in names]
+
+
+def tcp(port: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port}]
+
+
+# Prometheus runs in this namespace; every workload's metrics port admits it.
+MONITORING_NAMESPACE = "monitoring"

@@ -296,7 +296,11 @@ def test_prod_training_is_distributed_over_two_gpu_nodes():
         job["podFailurePolicy"]["rules"]
     pod = job["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["command"][:4] == ["torchrun", "--nnodes=2", "--nproc_per_node=8", "--node_rank=$(JOB_COMPLETION_INDEX)"]
+    # F09: c10d rendezvous hosted by pod 0's agent, which survivors rejoin when a peer is replaced after a reclaim.
+    assert c["command"] == [
+        "torchrun", "--nnodes=2", "--nproc-per-node=8", "--rdzv-backend=c10d",
+        "--rdzv-endpoint=$(JOB_NAME)-0.fraud-detector-training.ml-workloads.svc.cluster.local:29400",
+        "--rdzv-id=$(JOB_NAME)", "--rdzv-conf=join_timeout=1800", "--max-restarts=3", "-m", "training"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "8" and pod["subdomain"] == "fraud-detector-training"
     assert pod["nodeSelector"]["mlplatform.io/gpu-pool"] == "training"
     env = {e["name"]: e.get("value") for e in c["env"]}
@@ -313,11 +317,32 @@ def test_dev_training_without_schedule_is_a_suspended_template():
 
 
 def test_launch_commands():
-    assert launch_command("t", TrainingConfig()) == ["python", "-m", "training"]
-    assert launch_command("t", TrainingConfig(gpu_pool="p", gpus_per_worker=4)) == [
-        "torchrun", "--standalone", "--nproc_per_node=4", "-m", "training"]
-    multi = launch_command("t", TrainingConfig(workers=3))
-    assert "--nnodes=3" in multi and "--master_addr=$(JOB_NAME)-0.t" in multi
+    assert launch_command("t", "ns", TrainingConfig()) == ["python", "-m", "training"]
+    assert launch_command("t", "ns", TrainingConfig(gpu_pool="p", gpus_per_worker=4)) == [
+        "torchrun", "--standalone", "--nproc-per-node=4", "-m", "training"]
+    multi = launch_command("t", "ns", TrainingConfig(workers=3))
+    assert "--nnodes=3" in multi and "--rdzv-endpoint=$(JOB_NAME)-0.t.ns.svc.cluster.local:29400" in multi
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_gpu_training_pods_fit_every_instance_type_of_their_pool(stack):
+    # Review finding F12: 4 vCPU / 16 GiB requested on a pool of 4 vCPU / 16 GiB types left one type launchable.
+    from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
+    from platform_config.instance_catalog import allocatable
+    plan = stack_plan(stack)
+    job = plan.one("kubernetes:batch/v1:CronJob", "fraud-detector-training-cronjob")["inputs"]["spec"]["jobTemplate"]
+    pod = job["spec"]["template"]["spec"]
+    requests = pod["containers"][0]["resources"]["requests"]
+    pool = next(p for p in plan.of_type("kubernetes:karpenter.sh/v1:NodePool")
+                if p["inputs"]["metadata"]["name"] == pod["nodeSelector"]["mlplatform.io/gpu-pool"])
+    types = pool["inputs"]["spec"]["template"]["spec"]["requirements"][0]["values"]
+    gpus = int(requests["nvidia.com/gpu"])
+    for t in types:
+        if GPU_INSTANCE_TYPES[t].gpus >= gpus:
+            cpu_m, memory_mib = allocatable(t)
+            share = gpus / GPU_INSTANCE_TYPES[t].gpus
+            assert int(requests["cpu"].removesuffix("m")) <= cpu_m * share, t
+            assert int(requests["memory"].removesuffix("Mi")) <= memory_mib * share, t
 
 
 def test_workload_roles_touch_only_their_lake_prefixes():
