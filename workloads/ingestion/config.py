@@ -23,6 +23,9 @@ class IngestConfig:
     metrics_port: int
     # Fault injection for the crash-recovery tests: SIGKILL itself after this many data-file PUTs (0 = off).
     kill_after_puts: int
+    # Fault injection for the rebalance test: while this file exists, a batch whose files are stored waits
+    # before its commit, as behind a slow store or a starved CPU ("" = off).
+    hold_commit_file: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "IngestConfig":
@@ -47,6 +50,7 @@ class IngestConfig:
             upload_threads=env.int("INGEST_UPLOAD_THREADS", 8, minimum=1, maximum=64),
             metrics_port=env.int("METRICS_PORT", 9100, minimum=0, maximum=65535),
             kill_after_puts=env.int("INGEST_FAULT_KILL_AFTER_PUTS", 0, minimum=0),
+            hold_commit_file=env.str("INGEST_FAULT_HOLD_COMMIT_FILE", ""),
         )
         if config.topic == config.dead_letter_topic:
             env.problems.append("KAFKA_TOPIC_DEAD_LETTER must differ from KAFKA_TOPIC_TRANSACTIONS")
