@@ -9,6 +9,7 @@ from components.cluster import Cluster, ClusterArgs, deployer_principal
 from components.cluster_addons import AFTER_NODES, BEFORE_NODES, ClusterAddons, ClusterAddonsArgs
 from components.data_lake import DataLake, DataLakeArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
+from components.general_pool import GeneralPool, GeneralPoolArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
 from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
@@ -63,6 +64,11 @@ karpenter = Karpenter("karpenter", KarpenterArgs(
     cluster_name=cluster.name, cluster_key=cfg.cluster.name, cluster_arn=cluster.arn, region=cfg.region,
     account_id=account_id,
     k8s_provider=cluster.provider, identity=identity, depends_on=[system_nodes, *node_addons]), opts=with_aws)
+# CPU capacity that scales: platform services and CPU workloads land here when the system nodes are full.
+general_pool = GeneralPool("general-pool", GeneralPoolArgs(
+    config=cfg.general_pool, cluster_name=cfg.cluster.name, node_role_name=karpenter.node_role_name,
+    cluster_security_group_id=cluster.security_group_id, k8s_provider=cluster.provider,
+    depends_on=[karpenter.crds, karpenter.controller]))
 gpu_pools = [GpuPool(f"gpu-pool-{pool.name}", GpuPoolArgs(
     config=pool, cluster_name=cfg.cluster.name, node_role_name=karpenter.node_role_name,
     cluster_security_group_id=cluster.security_group_id, k8s_provider=cluster.provider,
@@ -75,7 +81,7 @@ MetricsServer("metrics-server", MetricsServerArgs(k8s_provider=cluster.provider,
 # Strimzi's Kafka pods included, meets `restricted`.
 svc = cfg.services
 name_prefix = f"{project}-{stack}"
-on_nodes = [system_nodes, *node_addons, storage_class]
+on_nodes = [system_nodes, *node_addons, storage_class, general_pool.node_pool]
 namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=cluster.provider, enforce=level),
                                       opts=pulumi.ResourceOptions(depends_on=on_nodes))
               for name, level in (("mlflow", "restricted"), ("ml-workloads", "restricted"), ("monitoring", "privileged"),

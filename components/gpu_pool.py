@@ -12,9 +12,8 @@ from typing import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.launch_template import IMDS_HOP_LIMIT, ROOT_DEVICE
+from components.node_class import NODE_EXPIRY, base_requirements, node_class_spec
 from platform_config import GpuPoolConfig
-from platform_config.versions import AL2023_AMI_ALIAS
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -32,20 +31,10 @@ class GpuPoolArgs:
     """The Karpenter CRDs and controller."""
 
 
-def node_class_spec(args: GpuPoolArgs) -> dict:
-    cfg = args.config
-    return {
-        "role": args.node_role_name,
-        "amiSelectorTerms": [{"alias": AL2023_AMI_ALIAS}],
-        "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": args.cluster_name}}],
-        "securityGroupSelectorTerms": [{"id": args.cluster_security_group_id}],
-        "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required",
-                            "httpPutResponseHopLimit": IMDS_HOP_LIMIT, "httpProtocolIPv6": "disabled"},
-        "blockDeviceMappings": [{"deviceName": ROOT_DEVICE, "rootVolume": True, "ebs": {
-            "volumeSize": f"{cfg.disk_size_gib}Gi", "volumeType": "gp3", "encrypted": True,
-            "deleteOnTermination": True}}],
-        "tags": {"mlplatform.io/gpu-pool": cfg.name},
-    }
+def gpu_node_class_spec(args: GpuPoolArgs) -> dict:
+    return node_class_spec(role=args.node_role_name, cluster_name=args.cluster_name,
+                           security_group_id=args.cluster_security_group_id, disk_size_gib=args.config.disk_size_gib,
+                           tags={POOL_LABEL: args.config.name})
 
 
 def node_pool_spec(cfg: GpuPoolConfig, node_class: str) -> dict:
@@ -54,16 +43,9 @@ def node_pool_spec(cfg: GpuPoolConfig, node_class: str) -> dict:
             "metadata": {"labels": {POOL_LABEL: cfg.name, GPU_PRESENT_LABEL: "true"}},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class},
-                "requirements": [
-                    {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": cfg.instance_types},
-                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [cfg.capacity_type]},
-                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                    {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-                ],
+                "requirements": base_requirements(cfg.instance_types, [cfg.capacity_type]),
                 "taints": [GPU_TAINT],
-                # Replace nodes monthly so they pick up patched AMIs; long training jobs opt out per pod with
-                # the karpenter.sh/do-not-disrupt annotation.
-                "expireAfter": "720h",
+                "expireAfter": NODE_EXPIRY,
             },
         },
         # Both bounds: `nodes` is the configured maxNodes, the GPU limit follows from the largest type's count.
@@ -82,7 +64,7 @@ class GpuPool(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
         node_class = k8s.apiextensions.CustomResource(
             f"{name}-nodeclass", api_version="karpenter.k8s.aws/v1", kind="EC2NodeClass",
-            metadata={"name": pool, "labels": {POOL_LABEL: pool}}, spec=node_class_spec(args), opts=k8s_opts)
+            metadata={"name": pool, "labels": {POOL_LABEL: pool}}, spec=gpu_node_class_spec(args), opts=k8s_opts)
         k8s.apiextensions.CustomResource(
             f"{name}-nodepool", api_version="karpenter.sh/v1", kind="NodePool",
             metadata={"name": pool, "labels": {POOL_LABEL: pool}}, spec=node_pool_spec(args.config, pool),

@@ -1,7 +1,7 @@
 """`make plan STACK=<dev|staging|prod> [FORMAT=json]`: print everything a stack declares, with no engine or cloud.
 
-The tree shows each resource under its parent with its key settings; JSON gives every recorded field. Both are
-sorted, so two revisions' plans can be diffed.
+The tree shows each resource under its parent with its key settings, then the capacity referee's verdict
+(`offline/capacity.py`); JSON gives every recorded field. Both are sorted, so two revisions' plans can be diffed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from offline import capacity
 from offline.harness import STACKS, Plan, run_program
 from platform_config import ConfigError
 
@@ -95,6 +96,11 @@ def render_tree(plan: Plan) -> str:
     lines.append("resources by type:")
     for type_, count in sorted(Counter(r["type"] for r in plan.resources).items()):
         lines.append(f"  {count:4d}  {type_}")
+    lines.append("")
+    try:
+        lines.extend(capacity.render(capacity.referee(plan)))
+    except Exception as exc:  # the plan is still worth printing when the referee meets a shape it does not know
+        lines.append(f"capacity: not computed ({type(exc).__name__}: {exc})")
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@ import re
 from typing import Any, Mapping
 
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
-from platform_config.model import (ClusterConfig, DataLakeConfig, GpuPoolConfig, NetworkConfig, NodeGroupConfig,
-                                   PlatformConfig)
+from platform_config.instance_catalog import INSTANCE_TYPES
+from platform_config.model import (GENERAL_INSTANCE_TYPES, ClusterConfig, DataLakeConfig, GeneralPoolConfig,
+                                   GpuPoolConfig, NetworkConfig, NodeGroupConfig, PlatformConfig)
 from platform_config.load_services import load_services
 from platform_config.reader import ConfigError, Problems, Section, decode
 from platform_config.versions import DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS
@@ -38,6 +39,7 @@ def load_config(values: Mapping[str, str], project: str, stack: str) -> Platform
     data_lake = _data_lake(top.section("dataLake"))
     cluster = _cluster(top, f"{project}-{stack}", network)
     system_nodes = _system_nodes(top.section("systemNodes"))
+    general_pool = _general_pool(top.section("generalPool"))
     gpu_pools = _gpu_pools(top)
     services = load_services(top, environment, len(network.availability_zones), gpu_pools)
     tags = top.string_map("tags")
@@ -45,7 +47,8 @@ def load_config(values: Mapping[str, str], project: str, stack: str) -> Platform
     if problems.items:
         raise ConfigError(stack, problems.items)
     return PlatformConfig(environment=environment, region=region, network=network, data_lake=data_lake,
-                          cluster=cluster, system_nodes=system_nodes, gpu_pools=gpu_pools, services=services,
+                          cluster=cluster, system_nodes=system_nodes, general_pool=general_pool,
+                          gpu_pools=gpu_pools, services=services,
                           tags=tags)
 
 
@@ -197,6 +200,34 @@ def _system_nodes(s: Section) -> NodeGroupConfig:
                                              f"and maxSize ({nodes.max_size})")
     s.finish()
     return nodes
+
+
+def _general_pool(s: Section) -> GeneralPoolConfig:
+    types = s.string_list("instanceTypes", list(GENERAL_INSTANCE_TYPES), min_items=1)
+    for t in types:
+        if t in GPU_INSTANCE_TYPES:
+            s.problems.add(s.key("instanceTypes"), f"{t} is a GPU type; the general pool runs CPU work, put GPUs in "
+                                                   "gpuPools")
+        elif t not in INSTANCE_TYPES:
+            s.problems.add(s.key("instanceTypes"), f"{t!r} is not in platform_config/instance_catalog.py; add its row "
+                                                   "(vCPUs, memory, max pods) there first")
+    capacity = s.string_list("capacityTypes", ["on-demand"], min_items=1)
+    for c in capacity:
+        if c not in ("spot", "on-demand"):
+            s.problems.add(s.key("capacityTypes"), f"{c!r} is not allowed; use spot and/or on-demand")
+    pool = GeneralPoolConfig(
+        instance_types=types, capacity_types=capacity,  # type: ignore[arg-type]
+        max_cpu=s.integer("maxCpu", 32, minimum=4, maximum=2000),
+        max_memory_gib=s.integer("maxMemoryGiB", 128, minimum=8, maximum=16000),
+        disk_size_gib=s.integer("diskSizeGiB", 100, minimum=20, maximum=4000),
+        consolidate_after=s.string("consolidateAfter", "10m", pattern=_DURATION, hint=" (e.g. 30s, 10m, 1h)"),
+    )
+    known = [t for t in types if t in INSTANCE_TYPES]
+    if known and pool.max_cpu < min(INSTANCE_TYPES[t].vcpus for t in known):
+        s.problems.add(s.key("maxCpu"), f"{pool.max_cpu} is below the smallest instance type's vCPUs; no node could "
+                                        "ever be launched")
+    s.finish()
+    return pool
 
 
 def _gpu_pools(top: Section) -> list[GpuPoolConfig]:

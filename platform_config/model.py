@@ -61,6 +61,29 @@ class NodeGroupConfig:
     disk_size_gib: int = 50
 
 
+# Current-generation x86 types of 4-8 vCPUs: big enough for Kafka brokers and Prometheus, small enough to pack.
+GENERAL_INSTANCE_TYPES = ("m6i.xlarge", "m6a.xlarge", "m7i.xlarge", "m6i.2xlarge", "m6a.2xlarge", "m7i.2xlarge",
+                          "r6i.xlarge", "r7i.xlarge", "c6i.2xlarge", "c7i.2xlarge")
+
+
+@dataclass(frozen=True)
+class GeneralPoolConfig:
+    """The untainted Karpenter pool for platform services and CPU workloads; the system group keeps what must not
+    move (Karpenter itself, metrics-server)."""
+    instance_types: list[str] = field(default_factory=lambda: list(GENERAL_INSTANCE_TYPES))
+    """`generalPool.instanceTypes`: CPU types from platform_config/instance_catalog.py."""
+    capacity_types: list[CapacityType] = field(default_factory=lambda: ["on-demand"])
+    """`generalPool.capacityTypes`, default [on-demand]; [spot, on-demand] lets Karpenter prefer spot and fall back."""
+    max_cpu: int = 32
+    """`generalPool.maxCpu`, default 32: the pool's vCPU limit (Karpenter counts node capacity)."""
+    max_memory_gib: int = 128
+    """`generalPool.maxMemoryGiB`, default 128: the pool's memory limit."""
+    disk_size_gib: int = 100
+    """`generalPool.diskSizeGiB`, default 100: root volume per node (images, emptyDirs)."""
+    consolidate_after: str = "10m"
+    """`generalPool.consolidateAfter`, default 10m: how long an empty or underused node waits before removal."""
+
+
 @dataclass(frozen=True)
 class GpuPoolConfig:
     name: str
@@ -124,6 +147,7 @@ class PlatformConfig:
     data_lake: DataLakeConfig
     cluster: ClusterConfig
     system_nodes: NodeGroupConfig
+    general_pool: GeneralPoolConfig
     gpu_pools: list[GpuPoolConfig]
     services: ServicesConfig
     tags: dict[str, str]

@@ -28,8 +28,10 @@ KARPENTER_CHART = "oci://public.ecr.aws/karpenter/karpenter"
 KARPENTER_CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
 KARPENTER_VERSION = "1.14.1"
 
-# EKS-optimized AL2023 release; Karpenter picks the NVIDIA variant of this release for GPU instance types.
-AL2023_AMI_ALIAS = "al2023@v20260903"
+# EKS-optimized AL2023 release; Karpenter picks the standard or NVIDIA variant for each instance type and the build for
+# the cluster's Kubernetes minor. awslabs/amazon-eks-ami v20260714 publishes al2023 x86_64 standard and nvidia AMIs for
+# 1.30-1.36 (its CHANGELOG.md). Nodes move to a new release only when this pin changes (components/node_class.py).
+AL2023_AMI_ALIAS = "al2023@v20260714"
 
 NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_VERSION = "0.19.3"

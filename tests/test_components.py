@@ -348,7 +348,7 @@ class TestGpuPool:
 
     def test_node_class_uses_pinned_al2023_imdsv2_and_encrypted_root(self):
         spec = self.plan().one("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "gpu-nodeclass")["inputs"]["spec"]
-        assert spec["amiSelectorTerms"] == [{"alias": "al2023@v20260903"}]
+        assert spec["amiSelectorTerms"] == [{"alias": "al2023@v20260714"}]
         assert spec["metadataOptions"]["httpTokens"] == "required"
         assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
         assert spec["blockDeviceMappings"][0]["ebs"]["encrypted"] is True

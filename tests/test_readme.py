@@ -32,6 +32,7 @@ def keys_the_loader_reads(monkeypatch) -> set[str]:
 def test_every_config_key_is_documented(monkeypatch):
     documented = set(re.findall(r"^\| `([^`]+)`", README, flags=re.M))
     documented |= {f"systemNodes.{k}" for k in ("desiredSize", "maxSize")}  # share a row with minSize
+    documented |= {"generalPool.maxMemoryGiB"}
     documented |= {"serving.maxReplicas", "serving.memory", "serving.maxBatchDelayMs"}
     documented |= {row.replace("<role>", role) for row in documented if "<role>" in row
                    for role in ("transactions", "predictions", "deadLetter")}
@@ -39,7 +40,7 @@ def test_every_config_key_is_documented(monkeypatch):
     assert len(keys) > 70
     sections = {"dataLake", "systemNodes", "flowLogs", "images", "mlflow", "mlflow.database", "kafka", "kafka.topics",
                 "kafka.topics.transactions", "kafka.topics.predictions", "kafka.topics.deadLetter", "monitoring",
-                "serving", "training", "ingestion", "transitGateway"}
+                "serving", "training", "ingestion", "transitGateway", "generalPool"}
     assert keys - sections <= documented
 
 

@@ -13,11 +13,11 @@ from tests.conftest import stack_plan
 
 EXPECTED = {  # per-environment shape, from the stack files
     "dev": {"zones": 2, "nats": 1, "flow_logs": 0, "public_api": True, "protect": False, "retain": False,
-            "pools": {"gpu-small": 2}},
+            "pools": {"gpu-small": 2}, "general": (16, "64Gi")},
     "staging": {"zones": 3, "nats": 1, "flow_logs": 1, "public_api": False, "protect": False, "retain": True,
-                "pools": {"gpu-small": 4, "gpu-train": 1}},
+                "pools": {"gpu-small": 4, "gpu-train": 1}, "general": (32, "128Gi")},
     "prod": {"zones": 3, "nats": 3, "flow_logs": 1, "public_api": False, "protect": True, "retain": True,
-             "pools": {"inference": 6, "training": 2}},
+             "pools": {"inference": 6, "training": 2}, "general": (64, "256Gi")},
 }
 
 
@@ -57,9 +57,11 @@ def test_environment_differences_come_from_config(plan):
     for bucket in plan.of_type("aws:s3/bucket:Bucket"):
         assert bucket["protect"] is want["protect"] and bucket["retainOnDelete"] is want["retain"]
         assert bucket["inputs"]["forceDestroy"] is (plan.stack == "dev")
-    pools = {p["inputs"]["metadata"]["name"]: int(p["inputs"]["spec"]["limits"]["nodes"])
+    pools = {p["inputs"]["metadata"]["name"]: p["inputs"]["spec"]["limits"]
              for p in plan.of_type("kubernetes:karpenter.sh/v1:NodePool")}
-    assert pools == want["pools"]
+    general = pools.pop("general")
+    assert {name: int(limits["nodes"]) for name, limits in pools.items()} == want["pools"]
+    assert (int(general["cpu"]), general["memory"]) == want["general"]
 
 
 def test_prod_control_plane_is_private_and_dev_public_endpoint_is_limited():
@@ -96,6 +98,9 @@ def test_gpu_pools_are_tainted_and_the_device_plugin_tolerates_them(plan):
     tolerated = {(t["key"], t.get("effect")) for t in plugin["values"]["tolerations"]}
     for pool in plan.of_type("kubernetes:karpenter.sh/v1:NodePool"):
         template = pool["inputs"]["spec"]["template"]
+        if pool["inputs"]["metadata"]["name"] == "general":
+            assert "taints" not in template["spec"]  # the CPU pool takes any pod
+            continue
         for taint in template["spec"]["taints"]:
             assert (taint["key"], taint["effect"]) in tolerated
         selector = plugin["values"]["nodeSelector"]
