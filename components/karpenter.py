@@ -51,6 +51,7 @@ def controller_statements(*, region: str, account_id: pulumi.Input[str], cluster
     profile_tags = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned",
                     "aws:ResourceTag/topology.kubernetes.io/region": region}
     profile_request_tags = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned",
+                            "aws:RequestTag/eks:eks-cluster-name": cluster_name,
                             "aws:RequestTag/topology.kubernetes.io/region": region}
     tagged_kinds = ["fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request"]
     return [
@@ -58,7 +59,8 @@ def controller_statements(*, region: str, account_id: pulumi.Input[str], cluster
          "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
          "Resource": [f"arn:aws:ec2:{region}::image/*", f"arn:aws:ec2:{region}::snapshot/*",
                       pulumi.Output.concat(ec2, "security-group/*"), pulumi.Output.concat(ec2, "subnet/*"),
-                      pulumi.Output.concat(ec2, "capacity-reservation/*")]},
+                      pulumi.Output.concat(ec2, "capacity-reservation/*"),
+                      pulumi.Output.concat(ec2, "placement-group/*")]},
         {"Sid": "RunInstancesFromOwnLaunchTemplates", "Effect": "Allow",
          "Action": ["ec2:RunInstances", "ec2:CreateFleet"], "Resource": pulumi.Output.concat(ec2, "launch-template/*"),
          "Condition": {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}}},
@@ -74,6 +76,7 @@ def controller_statements(*, region: str, account_id: pulumi.Input[str], cluster
         {"Sid": "TagOwnInstances", "Effect": "Allow", "Action": "ec2:CreateTags",
          "Resource": pulumi.Output.concat(ec2, "instance/*"),
          "Condition": {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                       "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
                        "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim",
                                                                      "Name"]}}},
         {"Sid": "DeleteOwnInstances", "Effect": "Allow",
@@ -102,6 +105,13 @@ def controller_statements(*, region: str, account_id: pulumi.Input[str], cluster
         {"Sid": "ReadInstanceProfiles", "Effect": "Allow", "Action": "iam:GetInstanceProfile", "Resource": profiles},
         {"Sid": "ListInstanceProfiles", "Effect": "Allow", "Action": "iam:ListInstanceProfiles", "Resource": "*"},
         {"Sid": "DiscoverApiServer", "Effect": "Allow", "Action": "eks:DescribeCluster", "Resource": cluster_arn},
+        # An account that has never run Spot has no AWSServiceRoleForEC2Spot, and CreateFleet fails with
+        # ServiceLinkedRoleCreationNotPermitted unless its caller may create it. Letting EC2 create that one role on
+        # first use works whether or not it exists, where declaring it would fail in accounts that have it.
+        {"Sid": "CreateSpotServiceLinkedRole", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+         "Resource": pulumi.Output.concat("arn:aws:iam::", account_id,
+                                          ":role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"),
+         "Condition": {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}}},
     ]
 
 
@@ -137,17 +147,22 @@ class Karpenter(pulumi.ComponentResource):
 
         queue = aws.sqs.Queue(f"{name}-interruptions", name=f"{args.cluster_key}-karpenter",
                               message_retention_seconds=300, sqs_managed_sse_enabled=True, opts=child)
-        aws.sqs.QueuePolicy(f"{name}-interruptions", queue_url=queue.url, policy=policy_document([
-            {"Sid": "EventBridgeDelivers", "Effect": "Allow",
-             "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
-             "Action": "sqs:SendMessage", "Resource": queue.arn},
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
-             "Resource": queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-        ]), opts=child)
+        rules = []
         for event, pattern in INTERRUPTION_EVENTS.items():
             rule = aws.cloudwatch.EventRule(f"{name}-{event}", event_pattern=pulumi.Output.json_dumps(pattern),
                                             description=f"Karpenter interruption handling: {event}", opts=child)
             aws.cloudwatch.EventTarget(f"{name}-{event}", rule=rule.name, arn=queue.arn, opts=child)
+            rules.append(rule)
+        aws.sqs.QueuePolicy(f"{name}-interruptions", queue_url=queue.url, policy=policy_document([
+            # Only this cluster's interruption rules may deliver (the reference policy admits any rule).
+            {"Sid": "EventBridgeDelivers", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+             "Action": "sqs:SendMessage", "Resource": queue.arn,
+             "Condition": {"ArnEquals": {"aws:SourceArn": [r.arn for r in rules]}}},
+            {"Sid": "SqsDelivers", "Effect": "Allow", "Principal": {"Service": "sqs.amazonaws.com"},
+             "Action": "sqs:SendMessage", "Resource": queue.arn},
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
+             "Resource": queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ]), opts=child)
 
         identity = WorkloadIdentity(f"{name}-controller", WorkloadIdentityArgs(
             cluster_name=args.cluster_name, namespace=NAMESPACE, service_account=SERVICE_ACCOUNT,
@@ -175,7 +190,10 @@ class Karpenter(pulumi.ComponentResource):
                 # Never on the nodes it manages: a consolidation would evict the controller doing it.
                 "nodeSelector": SYSTEM_POOL_LABEL,
                 "controller": {"resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
-                                             "limits": {"cpu": "1", "memory": "1Gi"}}},
+                                             "limits": {"cpu": "1", "memory": "1Gi"}},
+                               # Without AWS_REGION Karpenter asks IMDS, which the hop limit of 1 keeps pods from
+                               # reaching; set it rather than rely on the identity webhook injecting it.
+                               "env": [{"name": "AWS_REGION", "value": args.region}]},
             },
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
                                         depends_on=[*args.depends_on, self.crds, identity, entry]),

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 from components.iam import Statement
 from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels,
                                  pod_security, resources, secret_volume, selector, tmp_volume)
+from components.workload_base import lake_key_statement
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 from platform_config.services_model import MlflowConfig
 
@@ -54,13 +55,13 @@ class MlflowArgs:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def artifact_statements(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str]) -> list[Statement]:
+def artifact_statements(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str], region: str) -> list[Statement]:
     objects = pulumi.Output.concat(bucket_arn, f"/{ARTIFACT_PREFIX}/*")
     return [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": [objects]},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
          "Condition": {"StringLike": {"s3:prefix": [f"{ARTIFACT_PREFIX}/*"]}}},
-        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key_arn]},
+        lake_key_statement(key_arn, region),
     ]
 
 
@@ -83,7 +84,7 @@ class Mlflow(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
         identity = WorkloadIdentity(name, WorkloadIdentityArgs(
             cluster_name=args.cluster_name, namespace=args.namespace, service_account=APP,
-            statements=artifact_statements(args.artifacts_bucket_arn, args.lake_kms_key_arn),
+            statements=artifact_statements(args.artifacts_bucket_arn, args.lake_kms_key_arn, args.region),
             create_service_account=True, k8s_provider=args.k8s_provider, depends_on=args.depends_on,
             **args.identity), opts=pulumi.ResourceOptions(parent=self))
         meta = {"name": APP, "namespace": args.namespace, "labels": labels(APP, "tracking")}

@@ -49,9 +49,14 @@ def s3_statements(ctx: WorkloadContext, *, read: Sequence[tuple[str, str]] = (),
                            "Resource": [ctx.lake_bucket_arns.apply(lambda arns, a=area: arns[a])],
                            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}})
     if statements:
-        statements.append({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                           "Resource": [ctx.lake_kms_key_arn]})
+        statements.append(lake_key_statement(ctx.lake_kms_key_arn, ctx.region))
     return statements
+
+
+def lake_key_statement(key_arn: pulumi.Input[str], region: str) -> Statement:
+    """Use of the lake key only through S3: the role cannot call KMS with it directly (decrypt arbitrary blobs)."""
+    return {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key_arn],
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}}
 
 
 def lake_uri(ctx: WorkloadContext, area: str, prefix: str) -> pulumi.Output[str]:

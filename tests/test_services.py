@@ -498,3 +498,12 @@ def test_alerts_route_to_the_webhook_without_its_url_in_helm_values():
     assert "offline-webhook-token" not in json.dumps(plan.as_json())
     inhibit = values["config"]["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['severity = "critical"'] and inhibit["equal"] == ["alertname"]
+
+
+def test_workload_roles_use_the_lake_key_only_through_s3():
+    # S4: the grant is for S3's server-side encryption, not for calling KMS directly with the lake key.
+    plan = stack_plan("prod")
+    grants = [st for r in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+              for st in json.loads(r["inputs"]["policy"])["Statement"] if "kms:Decrypt" in st["Action"]]
+    assert len(grants) >= 4
+    assert all(st["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}} for st in grants)

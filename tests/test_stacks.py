@@ -173,3 +173,33 @@ def test_outputs_a_data_scientist_needs(stack):
                             "mlflowTrackingUri", "mlflowDatabaseBackend", "kafkaFlavor", "kafkaBootstrapServers",
                             "kafkaTopics", "modelServingUrl", "grafanaUrl", "prometheusUrl", "workloadNamespace"}
     assert set(outputs["dataLakeBuckets"]) == {"raw", "curated", "artifacts"}
+
+
+def karpenter_statements(plan) -> dict[str, dict]:
+    policy = next(r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r["name"] == "karpenter-controller")
+    return {st["Sid"]: st for st in json.loads(policy["inputs"]["policy"])["Statement"]}
+
+
+def test_karpenter_may_create_only_the_spot_service_linked_role(plan):
+    # W2: in an account that never ran Spot, CreateFleet needs its caller to be able to create AWSServiceRoleForEC2Spot.
+    st = karpenter_statements(plan)["CreateSpotServiceLinkedRole"]
+    assert st["Action"] == "iam:CreateServiceLinkedRole"
+    assert st["Resource"] == ("arn:aws:iam::123456789012:role/aws-service-role/spot.amazonaws.com/"
+                              "AWSServiceRoleForEC2Spot")
+    assert st["Condition"] == {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}}
+
+
+def test_karpenter_tags_carry_the_cluster_name_as_the_reference_policy_requires(plan):
+    # S1: the three conditions of Karpenter v1.14.1's reference controller policy that the role lacked.
+    sts, name = karpenter_statements(plan), f"ml-platform-{plan.stack}"
+    assert sts["TagOwnInstances"]["Condition"]["StringEqualsIfExists"] == {"aws:RequestTag/eks:eks-cluster-name": name}
+    for sid in ("CreateInstanceProfiles", "TagOwnInstanceProfiles"):
+        assert sts[sid]["Condition"]["StringEquals"]["aws:RequestTag/eks:eks-cluster-name"] == name
+
+
+def test_only_this_clusters_interruption_rules_feed_its_queue(plan):
+    policy = json.loads(plan.one("aws:sqs/queuePolicy:QueuePolicy", "karpenter-interruptions")["inputs"]["policy"])
+    (events,) = [st for st in policy["Statement"] if st["Sid"] == "EventBridgeDelivers"]
+    rules = {next(v for v in r["identity"] if v.startswith("arn:"))
+             for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")}
+    assert set(events["Condition"]["ArnEquals"]["aws:SourceArn"]) == rules and len(rules) == 4
