@@ -13,6 +13,7 @@ from typing import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import yaml
 
 from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT
 from components.observability import dashboards
@@ -28,6 +29,24 @@ WEBHOOK_SECRET = "alertmanager-webhook"
 WEBHOOK_URL_FILE = f"/etc/alertmanager/secrets/{WEBHOOK_SECRET}/url"
 
 
+# The chart's own inhibitions (kube-prometheus-stack 88.5.3 values.yaml `alertmanager.config.inhibit_rules`): Helm
+# replaces lists, so setting our rule alone would drop them and every info alert would page. Kept equal to the
+# vendored chart defaults by a test.
+CHART_INHIBIT_RULES = [
+    {"source_matchers": ["severity = critical"], "target_matchers": ["severity =~ warning|info"],
+     "equal": ["namespace", "alertname"]},
+    {"source_matchers": ["severity = warning"], "target_matchers": ["severity = info"],
+     "equal": ["namespace", "alertname"]},
+    {"source_matchers": ["alertname = InfoInhibitor"], "target_matchers": ["severity = info"], "equal": ["namespace"]},
+    {"target_matchers": ["alertname = InfoInhibitor"]},
+]
+# Control-plane components EKS runs out of sight: nothing to scrape, so the chart's "down" alerts would page forever.
+# kube-proxy binds its metrics to 127.0.0.1 on EKS, so its targets would be down too (TargetDown).
+UNSCRAPABLE_ON_EKS = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
+SCRAPE_SECRET = "additional-scrape-configs"
+SCRAPE_KEY = "scrape-configs.yaml"
+
+
 @dataclass(frozen=True, kw_only=True)
 class MonitoringArgs:
     config: MonitoringConfig
@@ -35,12 +54,17 @@ class MonitoringArgs:
     k8s_provider: k8s.Provider
     storage_class: str
     extra_scrape_configs: pulumi.Input[list[dict]] | None = None
-    """Targets outside the cluster (MSK brokers' open monitoring)."""
+    """Targets outside the cluster (MSK brokers' open monitoring). They go in a Secret the chart points at, so the
+    chart does not wait for what they depend on (an MSK cluster takes tens of minutes)."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs=None) -> dict:
+def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs: bool = False) -> dict:
     values = {
+        # Helm installs a chart's CRDs only on first install; the chart's upgrade job applies the new ones on every
+        # upgrade (a version bump is a prometheus-operator CRD bump).
+        "crds": {"upgradeJob": {"enabled": True}},
+        **{component: {"enabled": False} for component in UNSCRAPABLE_ON_EKS},
         "grafana": {
             "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
@@ -68,8 +92,9 @@ def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs
             "config": alertmanager_config(bool(cfg.alert_webhook_url)),
         },
     }
-    if extra_scrape_configs is not None:
-        values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"] = extra_scrape_configs
+    if extra_scrape_configs:
+        values["prometheus"]["prometheusSpec"]["additionalScrapeConfigsSecret"] = {
+            "enabled": True, "name": SCRAPE_SECRET, "key": SCRAPE_KEY}
     return values
 
 
@@ -84,8 +109,10 @@ def alertmanager_config(webhook: bool) -> dict:
                   # The chart's always-firing heartbeat and info inhibitor are not for people.
                   "routes": [{"receiver": "null", "matchers": ['alertname = "Watchdog"']},
                              {"receiver": "null", "matchers": ['alertname = "InfoInhibitor"']}]},
-        # A firing page (critical burn) silences the ticket (warning burn) for the same alert.
-        "inhibit_rules": [{"source_matchers": ['severity = "critical"'], "target_matchers": ['severity = "warning"'],
+        # The chart's inhibitions, plus: a firing page (critical burn) silences the ticket (warning burn) for the
+        # same alert, whatever namespace the recording rules leave on it.
+        "inhibit_rules": [*CHART_INHIBIT_RULES,
+                          {"source_matchers": ['severity = "critical"'], "target_matchers": ['severity = "warning"'],
                            "equal": ["alertname"]}],
         "receivers": [{"name": "null"}, platform],
     }
@@ -124,8 +151,13 @@ class Monitoring(pulumi.ComponentResource):
         self.stack_release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
-            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs),
+            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs is not None),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, *webhook])))
+        if args.extra_scrape_configs is not None:
+            # The operator picks this up whenever it appears; nothing waits for it.
+            k8s.core.v1.Secret(f"{name}-scrape-configs", metadata={"name": SCRAPE_SECRET, "namespace": ns},
+                               string_data={SCRAPE_KEY: pulumi.Output.from_input(args.extra_scrape_configs).apply(
+                                   lambda jobs: yaml.safe_dump(jobs, sort_keys=False))}, opts=k8s_opts)
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack_release])
         k8s.helm.v3.Release(
             f"{name}-dcgm-exporter", name="dcgm-exporter", chart="dcgm-exporter", version=DCGM_EXPORTER_VERSION,

@@ -26,10 +26,10 @@ class NvidiaDevicePluginArgs:
 
 def device_plugin_values() -> dict:
     return {
-        # Only GPU nodes (labelled by their NodePool); the chart's default affinity expects Node Feature Discovery,
-        # which this platform does not run, so it is replaced by a plain node selector.
+        # Only GPU nodes (labelled by their NodePool). The chart's default node affinity (kept: Helm merges maps, so
+        # it cannot be emptied with {}) accepts Node Feature Discovery labels or `nvidia.com/gpu.present=true`; this
+        # platform runs no NFD, and the GPU pools set that label.
         "nodeSelector": {GPU_PRESENT_LABEL: "true"},
-        "affinity": {},
         "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]},
                         {"key": "CriticalAddonsOnly", "operator": "Exists"}],
         "priorityClassName": "system-node-critical",

@@ -496,8 +496,23 @@ def test_alerts_route_to_the_webhook_without_its_url_in_helm_values():
     assert values["alertmanagerSpec"]["secrets"] == ["alertmanager-webhook"]
     assert plan.one("kubernetes:core/v1:Secret", "monitoring-alert-webhook")["inputs"]["stringData"] == SECRET
     assert "offline-webhook-token" not in json.dumps(plan.as_json())
-    inhibit = values["config"]["inhibit_rules"][0]
+    inhibit = values["config"]["inhibit_rules"][-1]
     assert inhibit["source_matchers"] == ['severity = "critical"'] and inhibit["equal"] == ["alertname"]
+
+
+def test_the_charts_own_inhibitions_are_kept_and_eks_control_plane_scrapes_are_off():
+    # F05: Helm replaces lists, so the chart's default inhibit rules must be repeated, exactly as the chart has them.
+    from components.monitoring import CHART_INHIBIT_RULES
+    from upstream.catalog import chart_values
+    defaults = chart_values("kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK_VERSION)
+    assert CHART_INHIBIT_RULES == defaults["alertmanager"]["config"]["inhibit_rules"]
+    values = stack_plan("dev").one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]
+    assert values["alertmanager"]["config"]["inhibit_rules"][:4] == CHART_INHIBIT_RULES
+    # F04: components EKS does not expose would raise "down" alerts forever; the chart enables all four.
+    for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+        assert defaults[component]["enabled"] is True and values[component] == {"enabled": False}
+    # F13: the chart's CRDs are applied again on every upgrade.
+    assert values["crds"]["upgradeJob"]["enabled"] is True
 
 
 def test_workload_roles_use_the_lake_key_only_through_s3():

@@ -12,6 +12,7 @@ from typing import Any
 from platform_config.services_model import MonitoringConfig
 
 WORKLOAD_NAMESPACE_MATCH = 'namespace="ml-workloads"'
+EXPORTER_NAMESPACE = "monitoring"
 # (long window, short window, burn factor, severity)
 BURN_WINDOWS = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "warning"))
 SLI_WINDOWS = ("5m", "30m", "1h", "6h")
@@ -64,7 +65,10 @@ def alerting_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
     rules += [
         {"alert": "GpuIdle",
          # `for` (not max_over_time) so the alert needs the GPU idle for the whole period, not a short history.
-         "expr": 'max by (Hostname, gpu, namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=""}) < 5',
+         # dcgm-exporter (4.8.2: the label is `Hostname`) names the pod only for GPUs assigned to one; an unassigned
+         # GPU's series gets the exporter's own target labels instead, hence the exporter's namespace is excluded.
+         "expr": f'max by (Hostname, gpu, namespace, pod) '
+                 f'(DCGM_FI_DEV_GPU_UTIL{{pod!="", namespace!="{EXPORTER_NAMESPACE}"}}) < 5',
          "for": f"{cfg.gpu_idle_minutes}m", "labels": {"severity": "warning", "category": "cost"},
          "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is allocated but idle",
                          "description": f"Pod {{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} holds a GPU that stayed "
