@@ -118,7 +118,8 @@ if msk:
 else:
     kafka = StrimziKafka("kafka", StrimziKafkaArgs(
         config=svc.kafka, namespace="ml-workloads", operator_namespace="strimzi-system", k8s_provider=cluster.provider,
-        monitoring_crds=[monitoring.stack_release], depends_on=[namespaces["strimzi-system"], namespaces["ml-workloads"]]))
+        monitoring_crds=[monitoring.stack_release], disposable=cfg.data_lake.force_destroy,
+        depends_on=[namespaces["strimzi-system"], namespaces["ml-workloads"]]))
 
 # The reference workloads (workloads/), deployed with the platform's components.
 workloads = WorkloadContext(

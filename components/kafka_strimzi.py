@@ -14,11 +14,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.kafka_access import KafkaClientAccess, KafkaGrant
+from upstream.catalog import strimzi_crd_documents
 from platform_config.services_model import KafkaConfig
 from platform_config.versions import (STRIMZI_CHART, STRIMZI_KAFKA_VERSION, STRIMZI_METADATA_VERSION,
                                       STRIMZI_VERSION)
 
 API = "kafka.strimzi.io/v1"
+# Pulumi waits for the brokers and for each user's certificate before the workloads that need them are created;
+# a first start (volumes, brokers, entity operator) takes minutes.
+READY = {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1800"}
 TLS_PORT = 9093
 TLS_DIR = "/etc/kafka-tls"
 METRICS_CONFIG = "kafka-metrics"
@@ -56,6 +60,8 @@ class StrimziKafkaArgs:
     cluster_name: str = "platform"
     monitoring_crds: Sequence[pulumi.Resource] = ()
     """The monitoring chart, which installs the PodMonitor CRD."""
+    disposable: bool = False
+    """The brokers' volumes may go with the stack (`dataLake.forceDestroy`, dev)."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -90,20 +96,27 @@ def kafka_spec(cfg: KafkaConfig) -> dict:
     }
 
 
-def node_pool_spec(cfg: KafkaConfig) -> dict:
+BROKER_POOL = {"strimzi.io/pool-name": "dual-role"}
+
+
+def node_pool_spec(cfg: KafkaConfig, disposable: bool = False) -> dict:
     return {
         "replicas": cfg.brokers,
         "roles": ["controller", "broker"],
         "storage": {"type": "jbod", "volumes": [{
             "id": 0, "type": "persistent-claim", "size": f"{cfg.volume_size_gib}Gi", "kraftMetadata": "shared",
-            # Claims outlive the cluster resource: deleting the Kafka CR must not delete the data with it.
-            "deleteClaim": False}]},
+            # Claims outlive the cluster resource unless the data may go with the stack (dataLake.forceDestroy).
+            "deleteClaim": disposable}]},
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-        # One broker per node and brokers spread over zones: losing a node or a zone costs one replica at most.
-        "template": {"pod": {"topologySpreadConstraints": [
-            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
-             "labelSelector": {"matchLabels": {"strimzi.io/pool-name": "dual-role"}}}
-            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]}},
+        # One broker per node (required, not a skew), and brokers spread evenly over zones, so with as many brokers
+        # as zones a node or a zone costs one replica at most. Karpenter launches in the zone a pending broker's
+        # volume is in, so a broker whose node went away always gets a new one there.
+        "template": {"pod": {
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": BROKER_POOL}}]}},
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                           "whenUnsatisfiable": "DoNotSchedule",
+                                           "labelSelector": {"matchLabels": BROKER_POOL}}]}},
     }
 
 
@@ -125,9 +138,15 @@ class StrimziKafka(pulumi.ComponentResource):
         super().__init__("mlplatform:kafka:StrimziKafka", name, None, opts)
         cfg, ns, cluster = args.config, args.namespace, args.cluster_name
         self._args = args
+        # Helm installs a chart's crds/ only on first install and never upgrades them, so the CRDs of the pinned
+        # release (vendored under upstream/) are applied by Pulumi, before the operator, on every version bump.
+        crds = [k8s.apiextensions.v1.CustomResourceDefinition(
+            f"{name}-crd-{doc['spec']['names']['plural']}", metadata=doc["metadata"], spec=doc["spec"],
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on)))
+            for doc in strimzi_crd_documents()]
         operator = k8s.helm.v3.Release(
             f"{name}-operator", name="strimzi-kafka-operator", chart=STRIMZI_CHART, version=STRIMZI_VERSION,
-            namespace=args.operator_namespace, atomic=True,
+            namespace=args.operator_namespace, atomic=True, skip_crds=True,
             values={"watchNamespaces": [ns], "watchAnyNamespace": False,
                     # The operator's own pod, and (through the restricted provider) every pod it creates, meet the
                     # `restricted` Pod Security Standard its namespaces enforce.
@@ -136,7 +155,8 @@ class StrimziKafka(pulumi.ComponentResource):
                     "extraEnvs": [{"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}],
                     "resources": {"requests": {"cpu": "200m", "memory": "384Mi"},
                                   "limits": {"cpu": "1", "memory": "384Mi"}}},
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on)))
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[*args.depends_on, *crds]))
         crs = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator])
         self._cr_opts = crs
         cluster_label = {"strimzi.io/cluster": cluster}
@@ -145,9 +165,10 @@ class StrimziKafka(pulumi.ComponentResource):
         pool = k8s.apiextensions.CustomResource(
             f"{name}-nodes", api_version=API, kind="KafkaNodePool",
             metadata={"name": "dual-role", "namespace": ns, "labels": cluster_label},
-            spec=node_pool_spec(cfg), opts=crs)
+            spec=node_pool_spec(cfg, args.disposable), opts=crs)
         kafka = k8s.apiextensions.CustomResource(
-            f"{name}-cluster", api_version=API, kind="Kafka", metadata={"name": cluster, "namespace": ns},
+            f"{name}-cluster", api_version=API, kind="Kafka",
+            metadata={"name": cluster, "namespace": ns, "annotations": READY},
             spec=kafka_spec(cfg),
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator, pool, metrics]))
         topic_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[kafka])
@@ -178,7 +199,7 @@ class StrimziKafka(pulumi.ComponentResource):
         user = k8s.apiextensions.CustomResource(
             f"{request.client}-kafka-user", api_version=API, kind="KafkaUser",
             metadata={"name": request.client, "namespace": args.namespace,
-                      "labels": {"strimzi.io/cluster": args.cluster_name}},
+                      "labels": {"strimzi.io/cluster": args.cluster_name}, "annotations": READY},
             spec={"authentication": {"type": "tls"}, "authorization": {"type": "simple", "acls": acls(request)}},
             opts=pulumi.ResourceOptions(parent=parent, provider=args.k8s_provider, depends_on=[self._kafka]))
         # The user's certificate and key (written by the User Operator under the user's name) plus the cluster CA

@@ -522,3 +522,36 @@ def test_workload_roles_use_the_lake_key_only_through_s3():
               for st in json.loads(r["inputs"]["policy"])["Statement"] if "kms:Decrypt" in st["Action"]]
     assert len(grants) >= 4
     assert all(st["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}} for st in grants)
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_strimzi_crds_are_applied_by_pulumi_before_the_operator_and_match_the_pinned_release(stack):
+    # F13: Helm never upgrades a chart's crds/; Pulumi applies the vendored CRDs of the pinned release instead.
+    from upstream.catalog import strimzi_crd_documents
+    plan = stack_plan(stack)
+    operator = plan.one("kubernetes:helm.sh/v3:Release", "kafka-operator")
+    assert operator["inputs"]["skipCrds"] is True
+    crds = {r["inputs"]["metadata"]["name"]: r for r in
+            plan.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")}
+    vendored = {d["metadata"]["name"]: d for d in strimzi_crd_documents()}
+    assert set(crds) == set(vendored) and all(r["urn"] in operator["dependsOn"] for r in crds.values())
+    assert all(crds[n]["inputs"]["spec"] == vendored[n]["spec"] for n in vendored)
+
+
+def test_brokers_one_per_node_spread_over_zones_and_pulumi_waits_for_kafka_and_its_users():
+    plan = stack_plan("staging")
+    pod = plan.one("kubernetes:kafka.strimzi.io/v1:KafkaNodePool", "kafka-nodes")["inputs"]["spec"]["template"]["pod"]
+    # F10: maxSkew 1 on hostname let two of three brokers share a node; the anti-affinity is required.
+    (anti,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone"]
+    # F08: workloads mount the user certificates Strimzi issues only once Kafka is up.
+    for kind, name in (("Kafka", "kafka-cluster"), ("KafkaUser", "lake-ingestion-kafka-user")):
+        annotations = plan.one(f"kubernetes:kafka.strimzi.io/v1:{kind}", name)["inputs"]["metadata"]["annotations"]
+        assert annotations["pulumi.com/waitFor"] == "condition=Ready"
+
+
+@pytest.mark.parametrize("stack, deleted", [("dev", True), ("staging", False)])
+def test_broker_volumes_go_with_the_stack_only_where_data_is_disposable(stack, deleted):
+    spec = stack_plan(stack).one("kubernetes:kafka.strimzi.io/v1:KafkaNodePool", "kafka-nodes")["inputs"]["spec"]
+    assert spec["storage"]["volumes"][0]["deleteClaim"] is deleted
