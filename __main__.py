@@ -2,6 +2,8 @@
 
 Wiring only; each piece lives in components/."""
 
+import datetime
+
 import pulumi
 import pulumi_aws as aws
 
@@ -27,11 +29,13 @@ from components.nvidia_device_plugin import NvidiaDevicePlugin, NvidiaDevicePlug
 from components.system_nodes import SystemNodes, SystemNodesArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from components.workload_base import WorkloadContext
-from platform_config import load_stack_config
+from platform_config import load_stack_config, support_warning
 
 project, stack = pulumi.get_project(), pulumi.get_stack()
 # Validate the whole config first: a bad stack fails here, before a single resource is declared.
 cfg = load_stack_config(project, stack)
+if warning := support_warning(cfg.cluster.version, datetime.date.today()):
+    pulumi.log.warn(warning)
 
 aws_provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": {
     **cfg.tags, "mlplatform.io/project": project, "mlplatform.io/stack": stack, "environment": cfg.environment,
@@ -99,7 +103,7 @@ if svc.kafka.flavor == "msk":
 monitoring = Monitoring("monitoring", MonitoringArgs(
     config=svc.monitoring, namespace="monitoring", k8s_provider=cluster.provider, storage_class="gp3-encrypted",
     extra_scrape_configs=msk_scrape_configs(msk.broker_hosts) if msk else None,
-    depends_on=[namespaces["monitoring"]]))
+    disposable=cfg.data_lake.force_destroy, depends_on=[namespaces["monitoring"]]))
 
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
     config=svc.mlflow.database, name_prefix=name_prefix, namespace="mlflow", k8s_provider=cluster.provider,

@@ -56,10 +56,13 @@ class MonitoringArgs:
     extra_scrape_configs: pulumi.Input[list[dict]] | None = None
     """Targets outside the cluster (MSK brokers' open monitoring). They go in a Secret the chart points at, so the
     chart does not wait for what they depend on (an MSK cluster takes tens of minutes)."""
+    disposable: bool = False
+    """Prometheus' volume goes with the stack (`dataLake.forceDestroy`, dev); otherwise it is kept."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs: bool = False) -> dict:
+def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs: bool = False,
+                 disposable: bool = False) -> dict:
     values = {
         # Helm installs a chart's CRDs only on first install; the chart's upgrade job applies the new ones on every
         # upgrade (a version bump is a prometheus-operator CRD bump).
@@ -79,6 +82,8 @@ def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs
             "podMonitorSelectorNilUsesHelmValues": False,
             "ruleSelectorNilUsesHelmValues": False,
             "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete" if disposable else "Retain",
+                                                     "whenScaled": "Retain"},
             "storageSpec": {"volumeClaimTemplate": {"spec": {
                 "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": f"{cfg.storage_gib}Gi"}}}}},
@@ -151,7 +156,8 @@ class Monitoring(pulumi.ComponentResource):
         self.stack_release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
-            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs is not None),
+            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs is not None,
+                                args.disposable),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, *webhook])))
         if args.extra_scrape_configs is not None:
             # The operator picks this up whenever it appears; nothing waits for it.

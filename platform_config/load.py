@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from typing import Any, Mapping
@@ -12,7 +13,8 @@ from platform_config.model import (GENERAL_INSTANCE_TYPES, ClusterConfig, DataLa
                                    GpuPoolConfig, NetworkConfig, NodeGroupConfig, PlatformConfig)
 from platform_config.load_services import load_services
 from platform_config.reader import ConfigError, Problems, Section, decode
-from platform_config.versions import DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS
+from platform_config.versions import (DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS, EKS_END_OF_STANDARD_SUPPORT,
+                                      SUPPORT_WARNING_DAYS)
 
 _NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 _DURATION = r"[1-9][0-9]*(s|m|h)"
@@ -257,6 +259,17 @@ def _gpu_pools(top: Section) -> list[GpuPoolConfig]:
 
 def _matches(pattern: str, text: str) -> bool:
     return re.fullmatch(pattern, text) is not None
+
+
+def support_warning(version: str, today: datetime.date) -> str | None:
+    """A warning once the cluster's Kubernetes minor is within SUPPORT_WARNING_DAYS of the end of standard support."""
+    end = datetime.date.fromisoformat(EKS_END_OF_STANDARD_SUPPORT[version])
+    left = (end - today).days
+    if left > SUPPORT_WARNING_DAYS:
+        return None
+    when = f"ended on {end}" if left < 0 else f"ends on {end} ({left} days)"
+    return (f"clusterVersion {version}: EKS standard support {when}, and then EKS upgrades the control plane itself "
+            "past the pinned add-ons and nodes. Move clusterVersion to the next minor (README: Upgrading Kubernetes).")
 
 
 def load_stack_config(project: str, stack: str) -> PlatformConfig:

@@ -23,6 +23,13 @@ EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
     },
 }
 
+# End of standard support per Kubernetes minor (EKS user guide, "Amazon EKS Kubernetes release calendar",
+# awsdocs/amazon-eks-user-guide latest/ug/versioning/kubernetes-versions.adoc; 1.35's date as published in that
+# table's row, which the guide's copy available here did not yet carry). With upgrade_policy STANDARD, EKS upgrades
+# the control plane itself on that date, past the pinned add-ons and nodes: bump clusterVersion before it.
+EKS_END_OF_STANDARD_SUPPORT: dict[str, str] = {"1.34": "2026-12-02", "1.35": "2027-03-27"}
+SUPPORT_WARNING_DAYS = 90
+
 # Karpenter >= 1.11.1 is needed for `limits.nodes` on dynamic NodePools, which bounds each GPU pool exactly.
 KARPENTER_CHART = "oci://public.ecr.aws/karpenter/karpenter"
 KARPENTER_CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"

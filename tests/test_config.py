@@ -191,3 +191,21 @@ def test_error_message_lists_problems_and_says_where_to_fix():
     assert message.startswith("stack 'dev' has 2 config problem(s); nothing was declared. Fix them in "
                               "stacks/Pulumi.dev.yaml")
     assert "  - ml-platform:natGateways:" in message and "  - ml-platform:clusterVersionn:" in message
+
+
+def test_every_pinned_kubernetes_minor_has_an_end_of_standard_support_date():
+    from platform_config.versions import EKS_ADDON_VERSIONS, EKS_END_OF_STANDARD_SUPPORT
+    assert set(EKS_END_OF_STANDARD_SUPPORT) == set(EKS_ADDON_VERSIONS)
+
+
+@pytest.mark.parametrize("today, expected", [
+    ("2026-12-01", None),
+    ("2026-12-27", "clusterVersion 1.35: EKS standard support ends on 2027-03-27 (90 days)"),
+    ("2027-04-01", "clusterVersion 1.35: EKS standard support ended on 2027-03-27"),
+])
+def test_the_program_warns_ahead_of_the_end_of_standard_support(today, expected):
+    import datetime
+
+    from platform_config import support_warning
+    warning = support_warning("1.35", datetime.date.fromisoformat(today))
+    assert (warning is None) if expected is None else warning.startswith(expected)
