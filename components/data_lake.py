@@ -77,12 +77,14 @@ class DataLake(pulumi.ComponentResource):
     def __init__(self, name: str, args: DataLakeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:storage:DataLake", name, None, opts)
         cfg = args.config
-        child = pulumi.ResourceOptions(parent=self)
         # Prod data must outlive `pulumi destroy`: protect refuses it up front. Data that is not force-destroyed
         # (staging) is retained: a versioned, non-empty bucket would fail its delete anyway, half-way through a
         # destroy. The key is kept whenever the data is, or the retained data would become unreadable.
         retained = cfg.protect or not cfg.force_destroy
         self._cfg = cfg
+        # A retained bucket keeps its guards too: deleting them would leave it without the TLS and key policy, with
+        # versioning suspended and new objects under S3's own key.
+        child = self._guard = pulumi.ResourceOptions(parent=self, retain_on_delete=retained)
 
         key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix}data-lake", enable_key_rotation=True,
                           deletion_window_in_days=cfg.kms_deletion_window_days,
@@ -114,8 +116,8 @@ class DataLake(pulumi.ComponentResource):
             ]), opts=child)
             # Logging is switched on once the log bucket lets S3 deliver into it.
             aws.s3.BucketLogging(f"{name}-{area}", bucket=bucket.id, target_bucket=logs.id,
-                                 target_prefix=f"{area}/", opts=pulumi.ResourceOptions(parent=self,
-                                                                                        depends_on=[log_policy]))
+                                 target_prefix=f"{area}/", opts=pulumi.ResourceOptions.merge(
+                                     child, pulumi.ResourceOptions(depends_on=[log_policy])))
             self._lifecycle(f"{name}-{area}", bucket, self._rules(area))
             self.bucket_names[area] = bucket.bucket
             self.bucket_arns[area] = bucket.arn
@@ -125,7 +127,7 @@ class DataLake(pulumi.ComponentResource):
         self.register_outputs({"kms_key_arn": self.kms_key_arn, "bucket_names": self.bucket_names})
 
     def _bucket(self, name: str, prefix: str, sse_kms_key: aws.kms.Key | None) -> aws.s3.Bucket:
-        child = pulumi.ResourceOptions(parent=self)
+        child = self._guard
         bucket = aws.s3.Bucket(name, bucket_prefix=prefix, force_destroy=self._cfg.force_destroy, opts=self._keep)
         aws.s3.BucketPublicAccessBlock(name, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
                                        ignore_public_acls=True, restrict_public_buckets=True, opts=child)
@@ -160,5 +162,4 @@ class DataLake(pulumi.ComponentResource):
         return rules
 
     def _lifecycle(self, name: str, bucket: aws.s3.Bucket, rules: list[dict]) -> None:
-        aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.id, rules=rules,
-                                            opts=pulumi.ResourceOptions(parent=self))
+        aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.id, rules=rules, opts=self._guard)

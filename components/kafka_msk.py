@@ -96,14 +96,14 @@ class MskKafka(pulumi.ComponentResource):
                                             "node_exporter": {"enabled_in_broker": True}}},
             logging_info={"broker_logs": {"cloudwatch_logs": {"enabled": True, "log_group": logs.name}}},
             enhanced_monitoring="PER_TOPIC_PER_BROKER",
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect))
         self._topics = [
             aws.msk.Topic(f"{name}-topic-{topic.role}", name=topic.name, cluster_arn=cluster.arn,
                           partition_count=topic.partitions, replication_factor=topic.replication_factor,
                           configs=json.dumps({"retention.ms": str(topic.retention_hours * 3_600_000),
                                               "min.insync.replicas": str(min(cfg.min_insync_replicas,
                                                                              topic.replication_factor))}),
-                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect))
             for topic in cfg.topics.values()]
         self.bootstrap = cluster.bootstrap_brokers_sasl_iam
         self.cluster_arn = cluster.arn

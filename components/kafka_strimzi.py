@@ -105,7 +105,8 @@ def node_pool_spec(cfg: KafkaConfig, disposable: bool = False) -> dict:
         "roles": ["controller", "broker"],
         "storage": {"type": "jbod", "volumes": [{
             "id": 0, "type": "persistent-claim", "size": f"{cfg.volume_size_gib}Gi", "kraftMetadata": "shared",
-            # Claims outlive the cluster resource unless the data may go with the stack (dataLake.forceDestroy).
+            # Claims outlive the Kafka resource (a re-created cluster finds its data) unless the data may go with the
+            # stack (dataLake.forceDestroy). A stack destroy deletes the namespace, and the claims with it.
             "deleteClaim": disposable}]},
         "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         # One broker per node (required, not a skew), and brokers spread evenly over zones, so with as many brokers

@@ -114,8 +114,8 @@ class MlflowDatabase(pulumi.ComponentResource):
             performance_insights_kms_key_id=key.arn, enabled_cloudwatch_logs_exports=exports,
             # The identifier is fixed, so a replacement must delete the old instance (taking its final snapshot)
             # before creating the new one under the same name.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=log_groups,
-                                        delete_before_replace=True))
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect,
+                                        depends_on=log_groups, delete_before_replace=True))
         # verify-full: encrypted and the server's certificate checked against the RDS CA bundle the MLflow image
         # carries (workloads/mlflow-server/Dockerfile), so a spoofed endpoint cannot collect the password.
         return instance.address, instance.port, f"?sslmode=verify-full&sslrootcert={RDS_CA_BUNDLE}"
