@@ -9,12 +9,11 @@ pending pod needs, so a broker or database whose EBS volume lives in one zone al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.node_class import NODE_EXPIRY, base_requirements, node_class_spec
+from components.node_class import NODE_EXPIRY, KarpenterPoolArgs, base_requirements, node_class_spec
 from platform_config import GeneralPoolConfig
 
 NAME = "general"
@@ -22,14 +21,8 @@ POOL_LABEL = {"mlplatform.io/pool": NAME}
 
 
 @dataclass(frozen=True, kw_only=True)
-class GeneralPoolArgs:
+class GeneralPoolArgs(KarpenterPoolArgs):
     config: GeneralPoolConfig
-    cluster_name: str
-    node_role_name: pulumi.Input[str]
-    cluster_security_group_id: pulumi.Input[str]
-    k8s_provider: k8s.Provider
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The Karpenter CRDs and controller."""
 
 
 def node_pool_spec(cfg: GeneralPoolConfig) -> dict:

@@ -7,12 +7,11 @@ NoSchedule taint so only pods that tolerate it land there, and are removed once 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.node_class import NODE_EXPIRY, base_requirements, node_class_spec
+from components.node_class import NODE_EXPIRY, KarpenterPoolArgs, base_requirements, node_class_spec
 from platform_config import GpuPoolConfig
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
@@ -21,14 +20,8 @@ POOL_LABEL = "mlplatform.io/gpu-pool"
 
 
 @dataclass(frozen=True, kw_only=True)
-class GpuPoolArgs:
+class GpuPoolArgs(KarpenterPoolArgs):
     config: GpuPoolConfig
-    cluster_name: str
-    node_role_name: pulumi.Input[str]
-    cluster_security_group_id: pulumi.Input[str]
-    k8s_provider: k8s.Provider
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The Karpenter CRDs and controller."""
 
 
 def gpu_node_class_spec(args: GpuPoolArgs) -> dict:

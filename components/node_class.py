@@ -10,9 +10,11 @@ resolves to the same image every time.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.launch_template import IMDS_HOP_LIMIT, ROOT_DEVICE
 from platform_config.versions import AL2023_AMI_ALIAS
@@ -20,6 +22,18 @@ from platform_config.versions import AL2023_AMI_ALIAS
 # Nodes are replaced after 30 days at most: no node outlives a month of kubelet and containerd state. Long training
 # runs opt out per pod with the karpenter.sh/do-not-disrupt annotation.
 NODE_EXPIRY = "720h"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KarpenterPoolArgs:
+    """What every Karpenter pool component needs besides its own config."""
+    cluster_name: str
+    """Plain text: the subnet discovery tag value, not a call to the cluster."""
+    node_role_name: pulumi.Input[str]
+    cluster_security_group_id: pulumi.Input[str]
+    k8s_provider: k8s.Provider
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The Karpenter CRDs and controller."""
 
 
 def node_class_spec(*, role: pulumi.Input[str], cluster_name: str, security_group_id: pulumi.Input[str],
