@@ -89,7 +89,9 @@ class DataLake(pulumi.ComponentResource):
         key = aws.kms.Key(f"{name}-key", description=f"{args.name_prefix}data-lake", enable_key_rotation=True,
                           deletion_window_in_days=cfg.kms_deletion_window_days,
                           opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect, retain_on_delete=retained))
-        aws.kms.Alias(f"{name}-key", name=f"alias/{args.name_prefix}data-lake", target_key_id=key.key_id, opts=child)
+        # Never retained: an alias is only a name for the key, and a left-behind one would block the next deploy.
+        aws.kms.Alias(f"{name}-key", name=f"alias/{args.name_prefix}data-lake", target_key_id=key.key_id,
+                      opts=pulumi.ResourceOptions(parent=self))
         # Buckets wait for the key, so a destroy deletes them before it; the key never goes first.
         self._keep = pulumi.ResourceOptions(parent=self, protect=cfg.protect, retain_on_delete=retained,
                                             depends_on=[key])

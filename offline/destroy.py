@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from offline.harness import STACKS, Plan, run_program
+from offline.harness import OWN_NAME_INPUTS, STACKS, Plan, run_program
 
 BUCKET = "aws:s3/bucket:Bucket"
 SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -74,6 +74,8 @@ class Destroy:
     lost: list[str] = field(default_factory=list)
     """Data the destroy deletes, and keys it schedules for deletion."""
     notes: list[str] = field(default_factory=list)
+    blocks_rebuild: list[str] = field(default_factory=list)
+    """Retained resources whose fixed name the next `pulumi up` of the stack would create again (and be refused)."""
 
     @property
     def unreadable(self) -> list[Survivor]:
@@ -93,6 +95,7 @@ class Destroy:
         lines += [f"  deletes: {item}" for item in self.lost]
         lines += [f"  leaves:  {s}" for s in self.survivors]
         lines += [f"  note:    {note}" for note in self.notes]
+        lines += [f"  blocks:  {item}" for item in self.blocks_rebuild]
         verdict = ("every piece of data left keeps its key" if not self.unreadable else
                    f"{len(self.unreadable)} pieces of data outlive their key")
         return "\n".join([*lines, f"  verdict: {verdict}"])
@@ -166,7 +169,21 @@ def destroy(plan: Plan) -> Destroy:
                 fate[urn] = "deleted"
                 result.deleted += [urn] if managed else []
     _data(plan, fate, result)
+    result.blocks_rebuild = _fixed_names(plan, result.retained)
     return result
+
+
+def _fixed_names(plan: Plan, retained: list[str]) -> list[str]:
+    """A name generated from a prefix (`bucketPrefix`) never collides; a fixed one (the inputs that are a resource's
+    own name, as the harness records identities) left behind is taken when the stack is deployed again."""
+    found = []
+    for urn in retained:
+        r = plan.by_urn[urn]
+        for key in ("name", *OWN_NAME_INPUTS.get(r["type"], ())):
+            if isinstance(r["inputs"].get(key), str):
+                found.append(f"{short(urn)} keeps {key} {r['inputs'][key]!r}, which a new deploy of the stack "
+                             "creates again and is refused (already exists)")
+    return found
 
 
 class _Keys:

@@ -211,3 +211,17 @@ def test_the_command_prints_the_summary(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.startswith("destroy staging: runs to the end")
     assert "verdict: every piece of data left keeps its key" in out
+
+
+def test_nothing_retained_blocks_deploying_the_stack_again(plans):
+    # Staging is torn down and rebuilt: a retained resource with a fixed name would make the rebuild fail.
+    for stack, plan in plans.items():
+        assert destroy(plan).blocks_rebuild == [], stack
+
+
+def test_a_retained_fixed_name_is_reported_as_blocking_the_rebuild():
+    # The lake key's alias was retained with the key (caught in review): the next up's CreateAlias is refused.
+    plan = stack_plan("staging")
+    resources = [{**r, "retainOnDelete": True} if r["type"] == "aws:kms/alias:Alias" else r for r in plan.resources]
+    (found,) = destroy(Plan(plan.stack, plan.project, resources, plan.outputs)).blocks_rebuild
+    assert found.startswith("Alias data-lake-key keeps name 'alias/ml-platform-staging-data-lake'")
