@@ -29,7 +29,7 @@ from components.nvidia_device_plugin import NvidiaDevicePlugin, NvidiaDevicePlug
 from components.system_nodes import SystemNodes, SystemNodesArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from components.workload_base import WorkloadContext
-from platform_config import load_stack_config, support_warning
+from platform_config import ConfigError, access_problem, load_stack_config, support_warning
 
 project, stack = pulumi.get_project(), pulumi.get_stack()
 # Validate the whole config first: a bad stack fails here, before a single resource is declared.
@@ -41,15 +41,18 @@ aws_provider = aws.Provider("aws", region=cfg.region, default_tags={"tags": {
     **cfg.tags, "mlplatform.io/project": project, "mlplatform.io/stack": stack, "environment": cfg.environment,
     "managed-by": "pulumi"}})
 with_aws = pulumi.ResourceOptions(providers=[aws_provider])
+# Whoever runs this must be able to reach the Kubernetes part too: refuse before anything is declared if not.
+deployer = deployer_principal(pulumi.InvokeOptions(provider=aws_provider))
+if problem := access_problem(cfg.cluster, deployer, pulumi.runtime.is_dry_run()):
+    raise ConfigError(stack, [problem])
 account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=aws_provider)).account_id
 
 network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, region=cfg.region,
                                          account_id=account_id), opts=with_aws)
 lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-",
                                           account_id=account_id), opts=with_aws)
-deployer = deployer_principal(pulumi.InvokeOptions(provider=aws_provider)) if cfg.cluster.deployer_is_admin else None
 cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, vpc_id=network.vpc_id,
-                                     subnet_ids=network.private_subnet_ids, deployer_arn=deployer,
+                                     subnet_ids=network.private_subnet_ids,
                                      network_ready=network.transit_routes), opts=with_aws)
 
 identity = {"mode": cfg.cluster.workload_identity, "oidc_provider_arn": cluster.oidc_provider_arn,

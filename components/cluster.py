@@ -20,6 +20,8 @@ from platform_config import ClusterConfig
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Read-only on every object, Secrets included: a preview must read what it would change.
+CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,8 +31,6 @@ class ClusterArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     """Private subnets for the control plane's network interfaces."""
-    deployer_arn: str | None = None
-    """The IAM role or user running `pulumi up` (see `deployer_principal`); gets an admin entry when set."""
     network_ready: Sequence[pulumi.Resource] = ()
     """Routes back to `deployerCidrs` (Transit Gateway): the Kubernetes provider is used only after they exist."""
 
@@ -40,11 +40,6 @@ def deployer_principal(opts: pulumi.InvokeOptions | None = None) -> str:
     its path), which is what an access entry must name."""
     caller = aws.get_caller_identity(opts=opts)
     return aws.iam.get_session_context(arn=caller.arn, opts=opts).issuer_arn
-
-
-def admin_principals(cfg: ClusterConfig, deployer_arn: str | None) -> list[str]:
-    """`clusterAdmins` plus the deployer, each once: EKS refuses a second access entry for a principal (409)."""
-    return list(dict.fromkeys([*cfg.admin_arns, *([deployer_arn] if deployer_arn else [])]))
 
 
 def _short(text: str) -> str:
@@ -117,7 +112,8 @@ class Cluster(pulumi.ComponentResource):
                 "endpoint_public_access": cfg.endpoint_public_access,
                 **({"public_access_cidrs": cfg.public_access_cidrs} if cfg.endpoint_public_access else {}),
             },
-            # No bootstrap entry: the deployer's entry is declared below with the other admins (see admin_principals).
+            # No bootstrap entry: it would follow whoever created the cluster and collide (409) with an explicit entry
+            # for the same role; the deploy role is one of `clusterAdmins`.
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False},
             encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
@@ -134,14 +130,14 @@ class Cluster(pulumi.ComponentResource):
         )
 
         admin_access = []
-        for arn in admin_principals(cfg, args.deployer_arn):
-            # Named by the principal, so the deployer and a configured admin that are the same role are one entry.
-            entry = aws.eks.AccessEntry(f"{name}-admin-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
+        for arn, policy in [*((a, CLUSTER_ADMIN_POLICY) for a in cfg.admin_arns),
+                            *((v, CLUSTER_VIEW_POLICY) for v in cfg.viewer_arns)]:
+            # Named by the principal, so reordering the lists never replaces an entry (EKS refuses a second one).
+            entry = aws.eks.AccessEntry(f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
                                         type="STANDARD", opts=child)
             admin_access.append(aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
-                policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
+                f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn, policy_arn=policy,
+                access_scope={"type": "cluster"}, opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
 
         self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc_provider_arn = None

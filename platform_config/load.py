@@ -159,24 +159,33 @@ def _cluster(top: Section, name: str, network: NetworkConfig) -> ClusterConfig:
                                                    "then private, and this stack creates the VPC, so list the "
                                                    "networks pulumi up and the preview job run from (a CI runner "
                                                    "subnet or VPN behind transitGateway)")
-    if "bootstrapCreatorAdmin" in top.raw:
-        top.known.add("bootstrapCreatorAdmin")
-        top.problems.add(top.key("bootstrapCreatorAdmin"), "replaced by deployerIsAdmin: the stack declares the "
-                                                           "deployer's access entry itself, since EKS's bootstrap "
-                                                           "entry collides with an explicit one for the same role")
+    for retired, why in (("bootstrapCreatorAdmin", "EKS's bootstrap entry for the creator collides with an explicit "
+                                                   "one for the same role"),
+                         ("deployerIsAdmin", "an entry for whoever runs pulumi would change with every caller")):
+        if retired in top.raw:
+            top.known.add(retired)
+            top.problems.add(top.key(retired), f"no longer a setting ({why}); list the deploy role in clusterAdmins "
+                                               "and the preview role in clusterViewers")
     admins = top.string_list("clusterAdmins", [])
-    for arn in admins:
-        if not _matches(_IAM_PRINCIPAL, arn):
-            top.problems.add(top.key("clusterAdmins"), f"{arn!r} is not an IAM role or user ARN "
-                                                       "(arn:aws:iam::<account>:role/<name>)")
+    viewers = top.string_list("clusterViewers", [])
+    for key, arns in (("clusterAdmins", admins), ("clusterViewers", viewers)):
+        for arn in arns:
+            if not _matches(_IAM_PRINCIPAL, arn):
+                top.problems.add(top.key(key), f"{arn!r} is not an IAM role or user ARN "
+                                               "(arn:aws:iam::<account>:role/<name>)")
+    for arn in sorted(set(admins) & set(viewers)):
+        top.problems.add(top.key("clusterViewers"), f"{arn} is also in clusterAdmins; an IAM principal can have only "
+                                                    "one access entry, so list it once")
+    if not admins:
+        top.problems.add(top.key("clusterAdmins"), "required: at least the role that runs pulumi up, or nothing "
+                                                   "could manage the cluster's Kubernetes objects")
     overrides = top.string_map("addonVersions")
     known_addons = EKS_ADDON_VERSIONS.get(version, {})
     for addon in sorted(set(overrides) - set(known_addons)):
         top.problems.add(top.key(f"addonVersions.{addon}"), f"unknown add-on; known: {', '.join(sorted(known_addons))}")
     return ClusterConfig(
         name=name, version=version, endpoint_public_access=public, public_access_cidrs=cidrs,
-        deployer_cidrs=[str(c) for c in deployers], admin_arns=admins,
-        deployer_is_admin=top.boolean("deployerIsAdmin", True),
+        deployer_cidrs=[str(c) for c in deployers], admin_arns=admins, viewer_arns=viewers,
         log_retention_days=log_retention(top, "controlPlaneLogRetentionDays", 90),
         deletion_protection=top.boolean("clusterDeletionProtection", True),
         workload_identity=top.string("workloadIdentity", "pod-identity", choices=("pod-identity", "irsa")),
@@ -259,6 +268,15 @@ def _gpu_pools(top: Section) -> list[GpuPoolConfig]:
 
 def _matches(pattern: str, text: str) -> bool:
     return re.fullmatch(pattern, text) is not None
+
+
+def access_problem(cluster: ClusterConfig, principal: str, preview: bool) -> str | None:
+    """Why the identity running the program could not do its Kubernetes part, if it could not."""
+    if principal in cluster.admin_arns or (preview and principal in cluster.viewer_arns):
+        return None
+    need = "clusterAdmins or clusterViewers (preview only)" if preview else "clusterAdmins"
+    return (f"{principal} runs this {'preview' if preview else 'update'} but has no access entry in {need}; the "
+            "Kubernetes provider would be refused. Add the role's ARN (with its path) there")
 
 
 def support_warning(version: str, today: datetime.date) -> str | None:

@@ -121,12 +121,12 @@ class ClusterConfig:
     private endpoint; required when the endpoint is private. Each must be inside the VPC or behind
     `transitGateway.cidrs` (the stack routes those), since the VPC is created by this stack."""
     admin_arns: list[str] = field(default_factory=list)
-    """`clusterAdmins`: IAM role/user ARNs given cluster-admin through access entries."""
-    deployer_is_admin: bool = True
-    """`deployerIsAdmin`, default true: the identity running `pulumi up` (its IAM role or user, from the caller's
-    session) gets a cluster-admin access entry, merged with `clusterAdmins` so a principal never gets two entries.
-    EKS's own bootstrap entry for the creator is never used: it collides (409) with an explicit entry for the same
-    principal. Set false when `clusterAdmins` lists the deploy role."""
+    """`clusterAdmins`: IAM role/user ARNs (roles with their path) given cluster-admin through access entries. The
+    role that runs `pulumi up` must be one of them: EKS's bootstrap entry for the cluster's creator is never used,
+    since it collides (409) with an explicit entry for the same role and follows whoever created the cluster."""
+    viewer_arns: list[str] = field(default_factory=list)
+    """`clusterViewers`: IAM role/user ARNs given read-only access to every object (AmazonEKSAdminViewPolicy), such as
+    the pull-request preview role, which must see the cluster to diff it but may change nothing."""
     log_retention_days: int = 90
     """`controlPlaneLogRetentionDays`, default 90."""
     workload_identity: IdentityMode = "pod-identity"

@@ -174,11 +174,10 @@ class TestDataLake:
         assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
 
 
-def cluster_plan(deployer_arn: str | None = None, **overrides):
+def cluster_plan(**overrides):
     cfg = ClusterConfig(**{"name": "c1", "version": "1.35", **overrides})
     return run_component(lambda: Cluster("eks", ClusterArgs(config=cfg, region="us-west-2", vpc_id="vpc-1",
-                                                           subnet_ids=["subnet-a", "subnet-b"],
-                                                           deployer_arn=deployer_arn)))
+                                                           subnet_ids=["subnet-a", "subnet-b"])))
 
 
 class TestCluster:
@@ -230,14 +229,17 @@ class TestCluster:
         # The Kubernetes provider is used only once the admins (the deployer among them) can authenticate.
         assert assoc["urn"] in plan.one("pulumi:providers:kubernetes", "eks-k8s")["dependsOn"]
 
-    @pytest.mark.parametrize("admins", [[], ["arn:aws:iam::123456789012:role/deploy"]])
-    def test_the_deployer_gets_exactly_one_entry_and_eks_bootstraps_none(self, admins):
+    def test_one_entry_per_principal_for_admins_and_viewers_and_eks_bootstraps_none(self):
         # Review finding B4: EKS's bootstrap entry for the creator plus an explicit entry for the same role was a 409.
-        plan = cluster_plan(deployer_arn="arn:aws:iam::123456789012:role/deploy", admin_arns=admins)
+        admin, viewer = "arn:aws:iam::123456789012:role/deploy", "arn:aws:iam::123456789012:role/preview"
+        plan = cluster_plan(admin_arns=[admin], viewer_arns=[viewer])
         cluster = plan.one("aws:eks/cluster:Cluster", "eks")["inputs"]
         assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
-        principals = [e["inputs"]["principalArn"] for e in plan.of_type("aws:eks/accessEntry:AccessEntry")]
-        assert principals == ["arn:aws:iam::123456789012:role/deploy"]
+        policies = {a["inputs"]["principalArn"]: a["inputs"]["policyArn"].rsplit("/", 1)[-1]
+                    for a in plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
+        assert policies == {admin: "AmazonEKSClusterAdminPolicy", viewer: "AmazonEKSAdminViewPolicy"}
+        assert sorted(e["inputs"]["principalArn"] for e in plan.of_type("aws:eks/accessEntry:AccessEntry")) == [
+            admin, viewer]
 
     def test_deployer_networks_reach_the_private_endpoint_through_their_own_security_group(self):
         plan = cluster_plan(deployer_cidrs=["10.100.8.0/24"])

@@ -38,6 +38,7 @@ def test_defaults_apply_when_optional_keys_are_absent():
                        f"{PROJECT}:availabilityZones": '["eu-west-1a", "eu-west-1b"]',
                        # The one key a private endpoint (the default) cannot do without: where pulumi runs from.
                        f"{PROJECT}:deployerCidrs": '["10.0.64.0/24"]',
+                       f"{PROJECT}:clusterAdmins": '["arn:aws:iam::123456789012:role/deploy"]',
                        f"{PROJECT}:images": '{"registry": "registry.example.com/ml", "tag": "1.0.0"}'}, PROJECT, "x")
     assert str(cfg.network.cidr) == "10.0.0.0/16"
     assert cfg.network.nat_gateways == "single"
@@ -133,8 +134,14 @@ def test_every_problem_is_reported_at_once():
      "ml-platform:transitGateway.cidrs: required with transitGateway.id: the networks the private subnets route "
      "through it (CI runners, VPN)"),
     ({"bootstrapCreatorAdmin": True},
-     "ml-platform:bootstrapCreatorAdmin: replaced by deployerIsAdmin: the stack declares the deployer's access entry "
-     "itself, since EKS's bootstrap entry collides with an explicit one for the same role"),
+     "ml-platform:bootstrapCreatorAdmin: no longer a setting (EKS's bootstrap entry for the creator collides with an "
+     "explicit one for the same role); list the deploy role in clusterAdmins and the preview role in clusterViewers"),
+    ({"clusterAdmins": []},
+     "ml-platform:clusterAdmins: required: at least the role that runs pulumi up, or nothing could manage the "
+     "cluster's Kubernetes objects"),
+    ({"clusterViewers": ["arn:aws:iam::123456789012:role/pulumi-deploy"]},
+     "ml-platform:clusterViewers: arn:aws:iam::123456789012:role/pulumi-deploy is also in clusterAdmins; an IAM "
+     "principal can have only one access entry, so list it once"),
     ({"controlPlaneLogRetentionDays": 100},
      "ml-platform:controlPlaneLogRetentionDays: 100 is not a CloudWatch Logs retention period; use one of 1, 3, 5, "
      "7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
@@ -209,3 +216,26 @@ def test_the_program_warns_ahead_of_the_end_of_standard_support(today, expected)
     from platform_config import support_warning
     warning = support_warning("1.35", datetime.date.fromisoformat(today))
     assert (warning is None) if expected is None else warning.startswith(expected)
+
+
+@pytest.mark.parametrize("caller, preview, allowed", [
+    ("arn:aws:sts::123456789012:assumed-role/pulumi-deploy/ci", False, True),
+    ("arn:aws:sts::123456789012:assumed-role/pulumi-preview/pr-7", True, True),
+    ("arn:aws:sts::123456789012:assumed-role/pulumi-preview/pr-7", False, False),  # a viewer cannot deploy
+    ("arn:aws:iam::123456789012:user/alice", False, False),
+])
+def test_who_runs_the_program_must_have_an_access_entry(caller, preview, allowed):
+    # Review finding B4 and its follow-up: access no longer follows the caller, so the caller is checked instead.
+    from offline.mocks import issuer_arn
+    from platform_config import access_problem
+    cfg = load_config(stack_config("prod")[0], PROJECT, "prod").cluster
+    problem = access_problem(cfg, issuer_arn(caller), preview)
+    assert (problem is None) is allowed
+    if not allowed:
+        assert "has no access entry" in problem and "clusterAdmins" in problem
+
+
+def test_an_update_by_a_principal_without_access_fails_before_anything_is_declared():
+    from offline.harness import run_program
+    with pytest.raises(ConfigError, match="alice runs this update but has no access entry in clusterAdmins"):
+        run_program("dev", caller_arn="arn:aws:iam::123456789012:user/alice")
