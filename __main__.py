@@ -15,7 +15,6 @@ from components.general_pool import GeneralPool, GeneralPoolArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
 from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
-from components.kafka_msk import scrape_configs as msk_scrape_configs
 from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.metrics_server import MetricsServer, MetricsServerArgs
@@ -105,7 +104,7 @@ if svc.kafka.flavor == "msk":
         protect=cfg.data_lake.protect), opts=with_aws)
 monitoring = Monitoring("monitoring", MonitoringArgs(
     config=svc.monitoring, namespace="monitoring", k8s_provider=cluster.provider, storage_class="gp3-encrypted",
-    extra_scrape_configs=msk_scrape_configs(msk.broker_hosts) if msk else None,
+    msk_broker_hosts=msk.broker_hosts if msk else None,
     disposable=cfg.data_lake.force_destroy, depends_on=[namespaces["monitoring"]]))
 
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(

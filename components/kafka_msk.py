@@ -51,15 +51,11 @@ def resource_arn(cluster_arn: str, kind: str, name: str) -> str:
     return cluster_arn.replace(":cluster/", f":{kind}/", 1) + f"/{name}"
 
 
-def scrape_jobs(hosts: list[str]) -> list[dict]:
-    """Prometheus scrape jobs for MSK open monitoring (plain HTTP inside the VPC, as MSK serves it)."""
-    return [{"job_name": job, "static_configs": [{"targets": [f"{h}:{port}" for h in hosts]}],
-             "relabel_configs": [{"source_labels": ["__address__"], "regex": "([^:]+):.*", "target_label": "broker"}]}
-            for job, port in (("msk-jmx", JMX_EXPORTER_PORT), ("msk-node", NODE_EXPORTER_PORT))]
-
-
-def scrape_configs(broker_hosts: pulumi.Input[list[str]]) -> pulumi.Output[list[dict]]:
-    return pulumi.Output.from_input(broker_hosts).apply(scrape_jobs)
+def scrape_specs(hosts: list[str]) -> dict[str, dict]:
+    """ScrapeConfig specs (prometheus-operator) for MSK open monitoring: plain HTTP inside the VPC, as MSK serves it."""
+    return {job: {"jobName": job, "staticConfigs": [{"targets": [f"{h}:{port}" for h in hosts]}],
+                  "relabelings": [{"sourceLabels": ["__address__"], "regex": "([^:]+):.*", "targetLabel": "broker"}]}
+            for job, port in (("msk-jmx", JMX_EXPORTER_PORT), ("msk-node", NODE_EXPORTER_PORT))}
 
 
 class MskKafka(pulumi.ComponentResource):

@@ -20,7 +20,7 @@ from platform_config.versions import (STRIMZI_CHART, STRIMZI_KAFKA_VERSION, STRI
                                       STRIMZI_VERSION)
 
 API = "kafka.strimzi.io/v1"
-# Pulumi waits for the brokers and for each user's certificate before the workloads that need them are created;
+# Pulumi waits for the brokers, each topic and each user's certificate before the workloads that need them are created;
 # a first start (volumes, brokers, entity operator) takes minutes.
 READY = {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1800"}
 TLS_PORT = 9093
@@ -176,7 +176,7 @@ class StrimziKafka(pulumi.ComponentResource):
         self._topics = [
             k8s.apiextensions.CustomResource(
                 f"{name}-topic-{topic.role}", api_version=API, kind="KafkaTopic",
-                metadata={"name": topic.name, "namespace": ns, "labels": cluster_label},
+                metadata={"name": topic.name, "namespace": ns, "labels": cluster_label, "annotations": READY},
                 spec={"partitions": topic.partitions, "replicas": topic.replication_factor,
                       "config": {"retention.ms": topic.retention_hours * 3_600_000,
                                  "min.insync.replicas": min(cfg.min_insync_replicas, topic.replication_factor)}},

@@ -135,7 +135,8 @@ class MlflowDatabase(pulumi.ComponentResource):
         pg_ready = {"exec": {"command": ["pg_isready", "-U", DB_USER, "-d", DB_NAME, "-h", "127.0.0.1"]},
                     "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6}
         password_file, password_mount = secret_volume("password", secret.metadata.name, "/etc/postgres-password")
-        # Volumes outlive the StatefulSet unless the data may go with the stack (dataLake.forceDestroy, dev).
+        # The volume outlives a deleted StatefulSet unless the data is disposable (dataLake.forceDestroy, dev); a
+        # stack destroy deletes the namespace, and the claim with it, either way.
         retention = "Delete" if args.disposable else "Retain"
         k8s.apps.v1.StatefulSet(f"{name}-statefulset", metadata=meta, spec={
             "serviceName": headless, "replicas": 1, "selector": {"matchLabels": selector(app)},

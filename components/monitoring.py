@@ -13,9 +13,9 @@ from typing import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-import yaml
 
 from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT
+from components.kafka_msk import scrape_specs
 from components.observability import dashboards
 from components.observability.alert_rules import rule_groups
 from platform_config.services_model import MonitoringConfig
@@ -43,8 +43,6 @@ CHART_INHIBIT_RULES = [
 # Control-plane components EKS runs out of sight: nothing to scrape, so the chart's "down" alerts would page forever.
 # kube-proxy binds its metrics to 127.0.0.1 on EKS, so its targets would be down too (TargetDown).
 UNSCRAPABLE_ON_EKS = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
-SCRAPE_SECRET = "additional-scrape-configs"
-SCRAPE_KEY = "scrape-configs.yaml"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,16 +51,16 @@ class MonitoringArgs:
     namespace: str
     k8s_provider: k8s.Provider
     storage_class: str
-    extra_scrape_configs: pulumi.Input[list[dict]] | None = None
-    """Targets outside the cluster (MSK brokers' open monitoring). They go in a Secret the chart points at, so the
-    chart does not wait for what they depend on (an MSK cluster takes tens of minutes)."""
+    msk_broker_hosts: pulumi.Output[list[str]] | None = None
+    """MSK brokers whose open-monitoring exporters Prometheus scrapes. They become ScrapeConfig resources the
+    operator picks up when they appear, so neither the chart nor Prometheus waits for MSK (tens of minutes)."""
     disposable: bool = False
-    """Prometheus' volume goes with the stack (`dataLake.forceDestroy`, dev); otherwise it is kept."""
+    """Prometheus' volume is deleted with its StatefulSet (`dataLake.forceDestroy`, dev); otherwise it outlives a
+    re-created Prometheus. A stack destroy deletes the namespace, and the claim with it, either way."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs: bool = False,
-                 disposable: bool = False) -> dict:
+def stack_values(cfg: MonitoringConfig, storage_class: str, disposable: bool = False) -> dict:
     values = {
         # Helm installs a chart's CRDs only on first install; the chart's upgrade job applies the new ones on every
         # upgrade (a version bump is a prometheus-operator CRD bump).
@@ -81,6 +79,7 @@ def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs
             "serviceMonitorSelectorNilUsesHelmValues": False,
             "podMonitorSelectorNilUsesHelmValues": False,
             "ruleSelectorNilUsesHelmValues": False,
+            "scrapeConfigSelectorNilUsesHelmValues": False,
             "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete" if disposable else "Retain",
                                                      "whenScaled": "Retain"},
@@ -97,9 +96,6 @@ def stack_values(cfg: MonitoringConfig, storage_class: str, extra_scrape_configs
             "config": alertmanager_config(bool(cfg.alert_webhook_url)),
         },
     }
-    if extra_scrape_configs:
-        values["prometheus"]["prometheusSpec"]["additionalScrapeConfigsSecret"] = {
-            "enabled": True, "name": SCRAPE_SECRET, "key": SCRAPE_KEY}
     return values
 
 
@@ -156,14 +152,8 @@ class Monitoring(pulumi.ComponentResource):
         self.stack_release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart="kube-prometheus-stack", version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts={"repo": KUBE_PROMETHEUS_STACK_REPO}, namespace=ns, atomic=True, timeout=900,
-            values=stack_values(args.config, args.storage_class, args.extra_scrape_configs is not None,
-                                args.disposable),
+            values=stack_values(args.config, args.storage_class, args.disposable),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, *webhook])))
-        if args.extra_scrape_configs is not None:
-            # The operator picks this up whenever it appears; nothing waits for it.
-            k8s.core.v1.Secret(f"{name}-scrape-configs", metadata={"name": SCRAPE_SECRET, "namespace": ns},
-                               string_data={SCRAPE_KEY: pulumi.Output.from_input(args.extra_scrape_configs).apply(
-                                   lambda jobs: yaml.safe_dump(jobs, sort_keys=False))}, opts=k8s_opts)
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack_release])
         k8s.helm.v3.Release(
             f"{name}-dcgm-exporter", name="dcgm-exporter", chart="dcgm-exporter", version=DCGM_EXPORTER_VERSION,
@@ -173,6 +163,13 @@ class Monitoring(pulumi.ComponentResource):
             k8s.core.v1.ConfigMap(f"{name}-dashboard-{file_name.removesuffix('.json')}", metadata={
                 "name": file_name.removesuffix(".json"), "namespace": ns, "labels": {"grafana_dashboard": "1"}},
                 data={file_name: body}, opts=k8s_opts)
+        if args.msk_broker_hosts is not None:
+            specs = args.msk_broker_hosts.apply(scrape_specs)
+            for job in ("msk-jmx", "msk-node"):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-scrape-{job}", api_version="monitoring.coreos.com/v1alpha1", kind="ScrapeConfig",
+                    metadata={"name": job, "namespace": ns}, spec=specs.apply(lambda s, j=job: s[j]),
+                    opts=after_stack)
         k8s.apiextensions.CustomResource(
             f"{name}-rules", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
             metadata={"name": "ml-platform", "namespace": ns}, spec={"groups": rule_groups(args.config)},

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.kafka_msk import scrape_jobs
 from components.observability import dashboards
 from components.observability.alert_rules import rule_groups
 from components.observability.metric_catalog import RECORDED_PREFIXES, known_metrics
@@ -178,29 +177,24 @@ def test_alertmanager_config_passes_amtool(webhook, tmp_path):
     assert "5 inhibit rules" in result.stdout and "2 receivers" in result.stdout
 
 
-@needs_promtool
-def test_msk_open_monitoring_is_scraped_with_a_valid_prometheus_config(tmp_path):
+def test_msk_open_monitoring_is_scraped_without_holding_up_prometheus():
+    # C5 and its review follow-up: the targets are ScrapeConfig resources created once MSK exists; neither the chart
+    # nor the Prometheus it runs waits for MSK (a missing additional-scrape-configs Secret would block Prometheus).
     plan = stack_plan("prod")
     spec = plan.one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]["prometheus"][
         "prometheusSpec"]
-    # C5: the jobs live in a Secret the chart points at, so the chart does not wait for MSK to exist.
-    ref = spec["additionalScrapeConfigsSecret"]
-    secret = plan.one("kubernetes:core/v1:Secret", "monitoring-scrape-configs")
-    assert (ref["enabled"], ref["name"]) == (True, secret["inputs"]["metadata"]["name"])
-    assert secret["inputs"]["stringData"] == "[secret]"  # Secret data is masked in the plan; rebuild it from outputs
-    hosts = sorted(b.rsplit(":", 1)[0] for b in plan.outputs["kafkaBootstrapServers"].split(","))
-    jobs = scrape_jobs(hosts)
+    assert spec["scrapeConfigSelectorNilUsesHelmValues"] is False and "additionalScrapeConfigsSecret" not in spec
     release = plan.one("kubernetes:helm.sh/v3:Release", "monitoring-stack")
     msk = plan.one("aws:msk/cluster:Cluster", "kafka-cluster")["urn"]
-    assert msk not in release["dependsOn"] and msk in secret["dependsOn"]
-    assert [j["job_name"] for j in jobs] == ["msk-jmx", "msk-node"]
-    assert all(len(j["static_configs"][0]["targets"]) == 3 for j in jobs)  # one per broker
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump({"scrape_configs": jobs}))
-    result = promtool("check", "config", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert msk not in release["dependsOn"]
+    configs = {r["inputs"]["metadata"]["name"]: r for r in plan.of_type(
+        "kubernetes:monitoring.coreos.com/v1alpha1:ScrapeConfig")}
+    assert set(configs) == {"msk-jmx", "msk-node"}
+    hosts = sorted(b.rsplit(":", 1)[0] for b in plan.outputs["kafkaBootstrapServers"].split(","))
+    for job, port in (("msk-jmx", 11001), ("msk-node", 11002)):
+        assert configs[job]["inputs"]["spec"]["staticConfigs"] == [{"targets": [f"{h}:{port}" for h in hosts]}]
+        assert msk in configs[job]["dependsOn"] and release["urn"] in configs[job]["dependsOn"]
     rules = [r["inputs"] for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
              if r["name"] == "kafka-metrics-from-cluster"]
     assert [(r["fromPort"], r["toPort"]) for r in rules] == [(11001, 11002)]
-    assert "additionalScrapeConfigsSecret" not in stack_plan("dev").one(
-        "kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]["prometheus"]["prometheusSpec"]
+    assert not stack_plan("dev").of_type("kubernetes:monitoring.coreos.com/v1alpha1:ScrapeConfig")

@@ -546,7 +546,8 @@ def test_brokers_one_per_node_spread_over_zones_and_pulumi_waits_for_kafka_and_i
     assert anti["topologyKey"] == "kubernetes.io/hostname"
     assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone"]
     # F08: workloads mount the user certificates Strimzi issues only once Kafka is up.
-    for kind, name in (("Kafka", "kafka-cluster"), ("KafkaUser", "lake-ingestion-kafka-user")):
+    for kind, name in (("Kafka", "kafka-cluster"), ("KafkaUser", "lake-ingestion-kafka-user"),
+                       ("KafkaTopic", "kafka-topic-transactions")):
         annotations = plan.one(f"kubernetes:kafka.strimzi.io/v1:{kind}", name)["inputs"]["metadata"]["annotations"]
         assert annotations["pulumi.com/waitFor"] == "condition=Ready"
 

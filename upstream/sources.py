@@ -47,7 +47,7 @@ SOURCES: tuple[Source, ...] = (
     Source("kube-prometheus-stack", "prometheus-community/helm-charts", versions.KUBE_PROMETHEUS_STACK_VERSION,
            tag="kube-prometheus-stack-{version}",
            crds=tuple(f"charts/kube-prometheus-stack/charts/crds/crds/crd-{kind}.yaml"
-                      for kind in ("servicemonitors", "podmonitors", "prometheusrules")),
+                      for kind in ("servicemonitors", "podmonitors", "prometheusrules", "scrapeconfigs")),
            chart="charts/kube-prometheus-stack"),
     Source("grafana", "grafana-community/helm-charts", Subchart("kube-prometheus-stack", "grafana"),
            tag="grafana-{version}", chart="charts/grafana"),
