@@ -1,7 +1,8 @@
 """The general-purpose Karpenter pool: untainted CPU nodes for platform services and CPU workloads.
 
-The system node group is fixed in size and keeps what must not move (Karpenter itself and metrics-server select it);
-everything else (MLflow, Kafka, Prometheus, serving, ingestion, CoreDNS) schedules onto whichever untainted node has room, and
+The system node group is fixed in size and keeps what must not move (Karpenter itself and metrics-server select
+it); everything else (MLflow, Kafka, Prometheus, serving, ingestion, CoreDNS) schedules onto whichever untainted node
+has room, and
 Karpenter adds nodes here when none has, up to the pool's CPU and memory limits. Karpenter launches in the zone a
 pending pod needs, so a broker or database whose EBS volume lives in one zone always gets a node there.
 """

@@ -43,7 +43,8 @@ class Ingestion(WorkloadBase):
         tmp, tmp_mount = tmp_volume()
         kafka_volumes, kafka_mounts = self._kafka_volumes()
         container = {
-            "name": "consumer", "image": args.image, **ALWAYS_PULL, "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+            "name": "consumer", "image": args.image, **ALWAYS_PULL,
+            "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
             "env": env({
                 "KAFKA_TOPIC_TRANSACTIONS": TOPIC_ROLES["transactions"],
                 "KAFKA_TOPIC_DEAD_LETTER": TOPIC_ROLES["deadLetter"], "KAFKA_CONSUMER_GROUP": CONSUMER_GROUP,

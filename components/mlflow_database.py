@@ -14,7 +14,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.pod_spec import ALWAYS_PULL, NO_API_TOKEN, container_security, labels, resources, secret_volume, selector
+from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, labels, resources, secret_volume,
+                                 selector)
 from components.mlflow import APP as MLFLOW_APP
 from components.mlflow import MIGRATION_APP
 from components.service_access import cluster_only_port, service_key

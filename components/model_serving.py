@@ -107,8 +107,8 @@ class ModelServing(WorkloadBase):
             "maxUnavailable": 1, "selector": {"matchLabels": selector(name)}}, opts=opts_k8s)
         # Predictions are for the workloads' own namespace (and Prometheus scrapes /metrics on the same port);
         # callers elsewhere come through `kubectl port-forward` or get their namespace added here.
-        self._ingress_policy(name, ctx, opts_k8s, [{"from": [{"podSelector": {}}, *from_namespaces(MONITORING_NAMESPACE)],
-                                                    "ports": tcp(PORT)}])
+        callers = [{"podSelector": {}}, *from_namespaces(MONITORING_NAMESPACE)]
+        self._ingress_policy(name, ctx, opts_k8s, [{"from": callers, "ports": tcp(PORT)}])
         k8s.apiextensions.CustomResource(
             f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata=meta, spec={"selector": {"matchLabels": selector(name)},

@@ -19,6 +19,7 @@ from offline.harness import Plan
 from offline.ordering import ancestors
 
 Network = ipaddress.IPv4Network
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
 
 def _covers_443(rule: dict[str, Any]) -> bool:
@@ -31,7 +32,7 @@ def _covers_443(rule: dict[str, Any]) -> bool:
 def deployer_networks(plan: Plan) -> list[Network]:
     cluster = plan.one("aws:eks/cluster:Cluster", "eks")["inputs"]
     groups = set(cluster["vpcConfig"].get("securityGroupIds", []))
-    return [Network(r["inputs"]["cidrIpv4"]) for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    return [Network(r["inputs"]["cidrIpv4"]) for r in plan.of_type(INGRESS_RULE)
             if r["inputs"].get("securityGroupId") in groups and _covers_443(r) and r["inputs"].get("cidrIpv4")]
 
 
@@ -77,7 +78,7 @@ def problems(plan: Plan) -> list[str]:
                 found.append(f"{network}: routed to {tgw}, but the VPC has no attachment to it in {zone}")
             if back[0]["urn"] not in before_provider:
                 found.append(f"{network}: the Kubernetes provider does not wait for the route in {zone}")
-    rules = [r for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    rules = [r for r in plan.of_type(INGRESS_RULE)
              if r["inputs"].get("securityGroupId") in set(vpc_config.get("securityGroupIds", []))]
     for rule in rules:
         if rule["urn"] not in before_provider:

@@ -5,5 +5,5 @@ from platform_config.model import (ClusterConfig, DataLakeConfig, GeneralPoolCon
                                    NodeGroupConfig, PlatformConfig)
 from platform_config.reader import ConfigError
 
-__all__ = ["access_problem", "ClusterConfig", "ConfigError", "DataLakeConfig", "GeneralPoolConfig", "GpuPoolConfig", "NetworkConfig",
-           "NodeGroupConfig", "PlatformConfig", "load_config", "load_stack_config", "support_warning"]
+__all__ = ["access_problem", "ClusterConfig", "ConfigError", "DataLakeConfig", "GeneralPoolConfig", "GpuPoolConfig",
+           "NetworkConfig", "NodeGroupConfig", "PlatformConfig", "load_config", "load_stack_config", "support_warning"]

@@ -70,7 +70,8 @@ def _network(top: Section, region: str) -> NetworkConfig:
     flow.finish()
     vpc = cidr or ipaddress.IPv4Network("10.0.0.0/16")
     tgw = top.section("transitGateway")
-    tgw_id = tgw.string("id", "", pattern=_TRANSIT_GATEWAY, hint=" (a Transit Gateway id such as tgw-0123456789abcdef0)")
+    tgw_id = tgw.string("id", "", pattern=_TRANSIT_GATEWAY,
+                        hint=" (a Transit Gateway id such as tgw-0123456789abcdef0)")
     tgw_cidrs = [str(n) for n in _cidrs(tgw, "cidrs")]
     for text in tgw_cidrs:
         if ipaddress.IPv4Network(text).overlaps(vpc):
