@@ -79,6 +79,18 @@ def _namespace_of(resource: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
+def _service(type_: str) -> str:
+    return type_.split("/")[0]  # aws:eks/accessEntry:AccessEntry -> aws:eks
+
+
+def _likely_targets(resource: dict[str, Any], targets: list[str]) -> list[str]:
+    """A name two resources share (an EKS and an MSK cluster both called <project>-<stack>): an input of an EKS
+    resource names the EKS one. Where no candidate is of the referring resource's own service, any may be meant,
+    and waiting for one of them is accepted."""
+    same = [t for t in targets if _service(t.split("::")[2].split("$")[-1]) == _service(resource["type"])]
+    return same or targets
+
+
 def plain_references(plan: Plan) -> list[PlainReference]:
     before = ancestors(plan)
     named_by: dict[str, list[str]] = {}
@@ -95,9 +107,7 @@ def plain_references(plan: Plan) -> list[PlainReference]:
             continue
         waits_for = before[r["urn"]] | {r["urn"]}
         for path, value in _leaves(r["inputs"]):
-            targets = named_by.get(value, []) if isinstance(value, str) else []
-            # A name shared by two resources (an EKS and an MSK cluster both called <project>-<stack>) is accounted
-            # for when the resource waits for one of them.
+            targets = _likely_targets(r, named_by.get(value, []) if isinstance(value, str) else [])
             if targets and not waits_for.intersection(targets):
                 found.append(PlainReference(r["urn"], path, value, tuple(targets)))
         placed = _namespace_of(r)

@@ -57,6 +57,11 @@ def problems(plan: Plan) -> list[str]:
     routes = plan.of_type("aws:ec2/route:Route")
     attachments = [a for a in plan.of_type("aws:ec2transitgateway/vpcAttachment:VpcAttachment")
                    if a["inputs"].get("vpcId") == vpc["id"]]
+    # Inline routes on a table that also has route resources overwrite them (one of the two wins on every update).
+    for table in plan.of_type("aws:ec2/routeTable:RouteTable"):
+        if table["inputs"].get("routes") and any(r["inputs"]["routeTableId"] == table["id"] for r in routes):
+            found.append(f"route table {table['name']} has inline routes and route resources; they overwrite "
+                         "each other, so the route back to the deployer networks can vanish")
     provider = plan.one("pulumi:providers:kubernetes", "eks-k8s")
     before_provider = ancestors(plan)[provider["urn"]]
     for network in deployers:

@@ -74,9 +74,23 @@ def test_the_old_if_exists_deny_is_caught_rejecting_every_header_less_upload():
     ({"StringEquals": {"k": "a"}, "Null": {"j": "true"}}, {"k": "a", "j": "x"}, False),
     ({"ArnLike": {"aws:SourceArn": "arn:aws:s3:::lake-*"}}, {"aws:SourceArn": "arn:aws:s3:::lake-raw"}, True),
     ({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "true"}, False),
+    # Key names are case-insensitive; values are not.
+    ({"StringEquals": {"AWS:SourceAccount": "1"}}, {"aws:SourceAccount": "1"}, True),
+    ({"StringEquals": {"aws:SourceAccount": "abc"}}, {"aws:SourceAccount": "ABC"}, False),
+    # ARN operators compare the six parts separately: `*` does not run across a colon.
+    ({"ArnLike": {"aws:SourceArn": "arn:aws:s3:::*"}}, {"aws:SourceArn": "arn:aws:s3:::lake-raw"}, True),
+    ({"ArnLike": {"aws:SourceArn": "arn:aws:*"}}, {"aws:SourceArn": "arn:aws:s3:::lake-raw"}, False),
+    ({"ArnEquals": {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/*"}},
+     {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/karpenter-health"}, True),
+    ({"ArnNotLike": {"aws:SourceArn": "arn:aws:s3:::lake-*"}}, {"aws:SourceArn": "arn:aws:s3:::logs"}, True),
 ])
 def test_condition_semantics_follow_the_iam_documentation(condition, context, holds):
     assert condition_holds(condition, context) is holds
+
+
+def test_a_deny_applies_whatever_the_case_of_its_action_names():
+    policy = {"Statement": [{"Sid": "D", "Effect": "Deny", "Action": "S3:putobject", "Resource": "arn:aws:s3:::b/*"}]}
+    assert denying_statements(policy, "s3:PutObject", "arn:aws:s3:::b/k", TLS) == ["D"]
 
 
 def test_an_operator_it_does_not_know_is_an_error_not_a_silent_no_match():

@@ -44,16 +44,21 @@ def test_an_object_placed_in_a_namespace_it_does_not_wait_for_is_reported():
     assert plain_references(run_component(lambda: _namespaced(True))) == []
 
 
-def _shared_name(waits_for_either: bool) -> None:
+def _shared_name(wait: bool, wait_for: str = "eks") -> None:
     eks = aws.eks.Cluster("eks", name="platform", role_arn="arn:aws:iam::123456789012:role/eks",
                           vpc_config={"subnet_ids": ["subnet-1"]})
-    aws.msk.Cluster("msk", cluster_name="platform", kafka_version="3.9.x", number_of_broker_nodes=3,
-                    broker_node_group_info={"instance_type": "kafka.m7g.large", "client_subnets": ["a", "b", "c"]})
+    msk = aws.msk.Cluster("msk", cluster_name="platform", kafka_version="3.9.x", number_of_broker_nodes=3,
+                          broker_node_group_info={"instance_type": "kafka.m7g.large",
+                                                  "client_subnets": ["a", "b", "c"]})
     aws.eks.Addon("dns", cluster_name="platform", addon_name="coredns",
-                  opts=pulumi.ResourceOptions(depends_on=[eks] if waits_for_either else []))
+                  opts=pulumi.ResourceOptions(depends_on=[{"eks": eks, "msk": msk}[wait_for]] if wait else []))
 
 
-def test_a_name_two_resources_share_is_satisfied_by_waiting_for_one_of_them():
+def test_a_name_two_resources_share_means_the_one_of_the_same_service():
+    # An EKS add-on naming `platform` means the EKS cluster, even though an MSK cluster has the same name.
     (found,) = plain_references(run_component(lambda: _shared_name(False)))
-    assert len(found.targets) == 2 and "names" in str(found) and " or " in str(found)
+    assert len(found.targets) == 1 and found.targets[0].endswith("aws:eks/cluster:Cluster::eks")
     assert plain_references(run_component(lambda: _shared_name(True))) == []
+    # Waiting for the MSK cluster instead does not order the add-on after the EKS one.
+    (found,) = plain_references(run_component(lambda: _shared_name(True, wait_for="msk")))
+    assert found.targets[0].endswith("aws:eks/cluster:Cluster::eks")

@@ -36,3 +36,13 @@ def test_a_deployer_network_with_no_route_back_is_reported_per_zone():
     found = problems(Plan(stack="prod", project=plan.project, resources=resources, outputs=plan.outputs))
     assert sorted(found) == [f"10.100.8.0/24: the control plane's subnet in us-east-1{z} has no route back to it "
                              "(replies would leave through the NAT gateway and never arrive)" for z in "abc"]
+
+
+def test_inline_routes_beside_route_resources_are_reported():
+    plan = stack_plan("staging")
+    resources = copy.deepcopy(plan.resources)
+    table = next(r for r in resources if r["type"] == "aws:ec2/routeTable:RouteTable" and "private" in r["name"])
+    table["inputs"]["routes"] = [{"cidrBlock": "0.0.0.0/0", "natGatewayId": "nat-1"}]
+    found = problems(Plan(stack="staging", project=plan.project, resources=resources, outputs=plan.outputs))
+    assert found == [f"route table {table['name']} has inline routes and route resources; they overwrite each other, "
+                     "so the route back to the deployer networks can vanish"]
