@@ -44,6 +44,7 @@ from typing import Any, Iterable
 from offline.harness import Plan
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.instance_catalog import INSTANCE_TYPES, allocatable, capacity
+from upstream.catalog import chart_values
 
 GPU = "nvidia.com/gpu"
 INF = math.inf
@@ -177,16 +178,19 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         "helm", "nvidia-device-plugin", "0.19.3",
         "NVIDIA/k8s-device-plugin@v0.19.3 deployments/helm/nvidia-device-plugin/values.yaml (resources {}, "
-        "tolerations CriticalAddonsOnly + nvidia.com/gpu; gfd/nfd/config sidecars off)",
-        {"resources": {}, "nodeSelector": {}, "affinity": {},
+        "tolerations CriticalAddonsOnly + nvidia.com/gpu, NFD-or-gpu.present node affinity; gfd/nfd/config "
+        "sidecars off)",
+        {"resources": {}, "nodeSelector": {},
+         "affinity": chart_values("nvidia-device-plugin", "0.19.3")["affinity"],
          "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
                          {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]},
         (ChartPod("device-plugin", (Container("nvidia-device-plugin-ctr", "resources"),), per_node=True),)),
     Allowance(
         "helm", "dcgm-exporter", "4.8.2",
-        "NVIDIA/dcgm-exporter@4.5.3-4.8.2 deployment/values.yaml (requests 100m/128Mi)",
-        {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}, "nodeSelector": {}, "tolerations": [],
-         "affinity": {}},
+        "NVIDIA/dcgm-exporter@4.5.3-4.8.2 deployment/values.yaml (requests 100m/128Mi, tolerates control-plane "
+        "nodes)",
+        {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}, "nodeSelector": {},
+         "tolerations": chart_values("dcgm-exporter", "4.8.2")["tolerations"], "affinity": {}},
         (ChartPod("dcgm-exporter", (Container("exporter", "resources"),), per_node=True),)),
     Allowance(
         "helm", "kube-prometheus-stack", "88.5.3",

@@ -158,3 +158,35 @@ def test_empty_requests_take_the_limit_range_default_and_limits_stand_in_for_req
     by_owner = {p.owner: p.requests for p in report.pods}
     assert by_owner["Deployment test/bare"] == Res(100, 128, 1)
     assert by_owner["Deployment test/capped"] == Res(300, 128, 1)
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    else:
+        yield path, value
+
+
+def test_chart_defaults_the_model_restates_agree_with_the_vendored_values():
+    # The allowance table restates the chart defaults it reads; the vendored values.yaml is the source of truth.
+    from offline.capacity import ALLOWANCES
+    from upstream.catalog import chart_values, is_vendored
+    checked = 0
+    for allowance in ALLOWANCES:
+        if allowance.kind != "helm" or not is_vendored(allowance.name, allowance.version):
+            continue
+        chart = chart_values(allowance.name, allowance.version)
+        for path, value in _leaves(allowance.defaults):
+            if not path:
+                continue  # no defaults restated
+            node, found = chart, True
+            for key in path:
+                if not isinstance(node, dict) or key not in node:
+                    found = False  # a subchart's default (not vendored): nothing to compare against
+                    break
+                node = node[key]
+            if found:
+                assert node == value or (node in (None, {}) and value in (None, {})), (allowance.name, path)
+                checked += 1
+    assert checked >= 10
