@@ -129,13 +129,13 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs], protect=cfg.deletion_protection),
         )
 
-        admin_access = []
+        access_policies = []
         for arn, policy in [*((a, CLUSTER_ADMIN_POLICY) for a in cfg.admin_arns),
                             *((v, CLUSTER_VIEW_POLICY) for v in cfg.viewer_arns)]:
             # Named by the principal, so reordering the lists never replaces an entry (EKS refuses a second one).
             entry = aws.eks.AccessEntry(f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
                                         type="STANDARD", opts=child)
-            admin_access.append(aws.eks.AccessPolicyAssociation(
+            access_policies.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn, policy_arn=policy,
                 access_scope={"type": "cluster"}, opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
 
@@ -149,10 +149,10 @@ class Cluster(pulumi.ComponentResource):
         ca = cluster.certificate_authority.apply(lambda c: c.data)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(cluster.name, cluster.endpoint, ca).apply(
             lambda a: build_kubeconfig(a[0], a[1], a[2], args.region)))
-        # Every Kubernetes call waits for the deployer's access: its access entry, the security-group rule that
-        # admits its network, and the route back to that network.
+        # Every Kubernetes call waits for the access entries (the deploy role's among them), the security-group rules
+        # that admit the deployer networks, and the routes back to them.
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(
-            parent=self, depends_on=[*admin_access, *deployer_rules, *args.network_ready]))
+            parent=self, depends_on=[*access_policies, *deployer_rules, *args.network_ready]))
 
         self.name = cluster.name
         self.arn = cluster.arn
