@@ -7,18 +7,22 @@ import ipaddress
 import re
 from typing import Any, Mapping
 
-from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
+from platform_config.gpu_catalog import GPU_INSTANCE_TYPES, MIG_PROFILES, mig_profiles
 from platform_config.instance_catalog import INSTANCE_TYPES
 from platform_config.model import (GENERAL_INSTANCE_TYPES, ClusterConfig, DataLakeConfig, GeneralPoolConfig,
-                                   GpuPoolConfig, NetworkConfig, NodeGroupConfig, PlatformConfig)
+                                   GpuPoolConfig, GpuSharing, NetworkConfig, NodeGroupConfig, PlatformConfig)
 from platform_config.load_services import load_services
-from platform_config.reader import ConfigError, Problems, Section, decode
+from platform_config.load_teams import load_models, load_teams
+from platform_config.reader import IAM_PRINCIPAL, ConfigError, Problems, Section, decode
 from platform_config.versions import (DEFAULT_CLUSTER_VERSION, EKS_ADDON_VERSIONS, EKS_END_OF_STANDARD_SUPPORT,
                                       SUPPORT_WARNING_DAYS)
 
 _NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 _DURATION = r"[1-9][0-9]*(s|m|h)"
-_IAM_PRINCIPAL = r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+"
+_IAM_PRINCIPAL = IAM_PRINCIPAL
+# Time-slicing: 1 would change nothing; past 16 a replica of a 16 GiB T4 has under 1 GiB, less than a CUDA context
+# and a model need, and nothing isolates one replica's memory from another's.
+TIME_SLICING_REPLICAS = (2, 16)
 _TRANSIT_GATEWAY = r"tgw-[0-9a-f]{8}([0-9a-f]{9})?"
 # CloudWatch Logs accepts only these retention periods (pulumi_aws LogGroup.retention_in_days); 0 keeps logs forever,
 # which the platform does not allow.
@@ -44,13 +48,15 @@ def load_config(values: Mapping[str, str], project: str, stack: str) -> Platform
     general_pool = _general_pool(top.section("generalPool"))
     gpu_pools = _gpu_pools(top)
     services = load_services(top, environment, len(network.availability_zones), gpu_pools)
+    teams = load_teams(top, cluster, general_pool, gpu_pools)
+    models = load_models(top, teams, gpu_pools, services)
     tags = top.string_map("tags")
     top.finish()
     if problems.items:
         raise ConfigError(stack, problems.items)
     return PlatformConfig(environment=environment, region=region, network=network, data_lake=data_lake,
                           cluster=cluster, system_nodes=system_nodes, general_pool=general_pool,
-                          gpu_pools=gpu_pools, services=services,
+                          gpu_pools=gpu_pools, services=services, teams=teams, models=models,
                           tags=tags)
 
 
@@ -259,12 +265,48 @@ def _gpu_pools(top: Section) -> list[GpuPoolConfig]:
             max_nodes=s.integer("maxNodes", 2, minimum=1, maximum=100),
             disk_size_gib=s.integer("diskSizeGiB", 200, minimum=50, maximum=4000),
             consolidate_after=s.string("consolidateAfter", "10m", pattern=_DURATION, hint=" (e.g. 30s, 10m, 1h)"),
+            sharing=_sharing(s.section("sharing"), [t for t in types if t in GPU_INSTANCE_TYPES]),
         ))
         s.finish()
     names = [p.name for p in pools]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         top.problems.add(top.key("gpuPools"), f"pool name {dup!r} is used more than once")
     return pools
+
+
+def _sharing(s: Section, types: list[str]) -> GpuSharing:
+    slicing = s.section("timeSlicing")
+    low, high = TIME_SLICING_REPLICAS
+    replicas = slicing.integer("replicas", 0, minimum=low, maximum=high)
+    if "timeSlicing" in s.raw and "replicas" not in slicing.raw:
+        slicing.problems.add(slicing.key("replicas"), f"required with timeSlicing: how many pods share each GPU "
+                                                      f"({low}-{high})")
+    slicing.finish()
+    profile = s.string("mig", "")
+    s.finish()
+    if replicas and profile:
+        s.problems.add(s.prefix, "set timeSlicing or mig, not both")
+        return GpuSharing()
+    if replicas:
+        return GpuSharing(time_slicing_replicas=replicas, units_per_gpu=replicas)
+    if not profile:
+        return GpuSharing()
+    counts = []
+    for t in types:
+        profiles = mig_profiles(t)
+        gpu = GPU_INSTANCE_TYPES[t]
+        if not profiles:
+            capable = sorted(f"{g} {m}GB" for g, m in MIG_PROFILES)
+            s.problems.add(s.key("mig"), f"{t} has {gpu.gpu} GPUs, which have no MIG; use timeSlicing, or only "
+                                         f"types with MIG-capable GPUs ({', '.join(capable)})")
+        elif profile not in profiles:
+            s.problems.add(s.key("mig"), f"{profile!r} is not a MIG profile of the {gpu.gpu} {gpu.gpu_memory_gib}GB "
+                                         f"({t}); its profiles: {', '.join(profiles)}")
+        else:
+            counts.append(profiles[profile])
+    # One profile can give different counts on different GPUs (1g.10gb: 4 on an A100 40GB, 7 on an 80GB); the pool
+    # promises the smaller, which every node it may launch can keep.
+    return GpuSharing(mig_profile=profile, units_per_gpu=min(counts) if len(counts) == len(types) and counts else 1)
 
 
 def _matches(pattern: str, text: str) -> bool:

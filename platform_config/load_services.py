@@ -11,12 +11,18 @@ from platform_config.reader import Section
 from platform_config.services_model import (TOPIC_ROLES, DatabaseConfig, ImagesConfig, IngestionConfig, KafkaConfig,
                                             MlflowConfig, MonitoringConfig, ServicesConfig, ServingConfig, TopicConfig,
                                             TrainingConfig)
+from platform_config.teams_model import DEFAULT_PRIORITY_CLASS, PRIORITY_CLASSES
 
 _QUANTITY_CPU = r"[1-9][0-9]*m|[0-9]+(\.[0-9]+)?"
 _QUANTITY_MEMORY = r"[1-9][0-9]*(Mi|Gi)"
 _RETENTION = r"[1-9][0-9]*(h|d|w)"
 _REGISTRY = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64}"
+# A full image reference: a registry host (it has a '.' or a port, so it is never read as a Docker Hub user), a
+# repository path, and a tag or a digest; an unpinned reference would pull whatever was pushed last.
+IMAGE_REF = (r"(?P<registry>[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]+)?)"
+             r"(?P<path>(/[a-z0-9]+([._-][a-z0-9]+)*)+)"
+             r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")
 _CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
 _INSTANCE_CLASS = r"db\.[a-z0-9]+\.[a-z0-9]+"
 _MSK_INSTANCE = r"kafka\.[a-z0-9]+\.[a-z0-9]+"
@@ -28,11 +34,13 @@ def load_services(top: Section, environment: str, zones: int, pools: list[GpuPoo
     kafka = _kafka(top.section("kafka"), environment, zones)
     monitoring = _monitoring(top.section("monitoring"))
     images = _images(top.section("images"))
-    serving = _serving(top.section("serving"), pool_names)
-    training = _training(top.section("training"), pool_names)
+    for retired in ("serving", "training"):
+        if retired in top.raw:
+            top.known.add(retired)
+            top.problems.add(top.key(retired), f"no longer a platform setting: each model has its own; move it to "
+                                               f"{top.prefix}:models[i].{retired} (README: Configuration)")
     ingestion = _ingestion(top.section("ingestion"), kafka)
-    return ServicesConfig(mlflow=mlflow, kafka=kafka, monitoring=monitoring, images=images, serving=serving,
-                          training=training, ingestion=ingestion)
+    return ServicesConfig(mlflow=mlflow, kafka=kafka, monitoring=monitoring, images=images, ingestion=ingestion)
 
 
 def _mlflow(s: Section) -> MlflowConfig:
@@ -112,15 +120,22 @@ def _monitoring(s: Section) -> MonitoringConfig:
         gpu_idle_minutes=s.integer("gpuIdleMinutes", 30, minimum=5, maximum=1440),
         drift_psi_threshold=s.number("driftPsiThreshold", 0.2, minimum=0.01, maximum=5),
         consumer_lag_records=s.integer("consumerLagRecords", 10000, minimum=1, maximum=1_000_000_000),
+        # At least 10 minutes: launching a GPU node and pulling a CUDA image takes several, and every cold start
+        # would page otherwise. At most a day: a job waiting longer has missed its schedule anyway.
+        queue_pending_minutes=s.integer("queuePendingMinutes", 60, minimum=10, maximum=1440),
         alert_webhook_url=s.string("alertWebhookUrl", "", pattern=r"https://\S+",
                                    hint=" (an https:// URL; alerts would otherwise cross the network in clear)"),
     )
-    if config.latency_slo_seconds not in INFERENCE_LATENCY_BUCKETS:
-        s.problems.add(s.key("latencySloSeconds"), f"{config.latency_slo_seconds:g} is not a bucket boundary of the "
-                       "inference latency histogram, so the SLO could not be measured; use one of "
-                       + ", ".join(f"{b:g}" for b in INFERENCE_LATENCY_BUCKETS))
+    _latency_bucket(s, config.latency_slo_seconds)
     s.finish()
     return config
+
+
+def _latency_bucket(s: Section, seconds: float) -> None:
+    if seconds not in INFERENCE_LATENCY_BUCKETS:
+        s.problems.add(s.key("latencySloSeconds"), f"{seconds:g} is not a bucket boundary of the inference latency "
+                       "histogram, so the SLO could not be measured; use one of "
+                       + ", ".join(f"{b:g}" for b in INFERENCE_LATENCY_BUCKETS))
 
 
 def _images(s: Section) -> ImagesConfig:
@@ -141,7 +156,8 @@ def _pool(s: Section, pools: dict[str, GpuPoolConfig]) -> str:
     return name
 
 
-def _serving(s: Section, pools: dict[str, GpuPoolConfig]) -> ServingConfig:
+def serving(s: Section, pools: dict[str, GpuPoolConfig], monitoring: MonitoringConfig) -> ServingConfig:
+    """`models[i].serving`; the latency objective defaults to the platform's (`monitoring.*`)."""
     config = ServingConfig(
         min_replicas=s.integer("minReplicas", 2, minimum=1, maximum=100),
         max_replicas=s.integer("maxReplicas", 6, minimum=1, maximum=100),
@@ -151,17 +167,22 @@ def _serving(s: Section, pools: dict[str, GpuPoolConfig]) -> ServingConfig:
         memory=s.string("memory", "2Gi", pattern=_QUANTITY_MEMORY, hint=" (e.g. 512Mi or 4Gi)"),
         max_batch_size=s.integer("maxBatchSize", 64, minimum=1, maximum=4096),
         max_batch_delay_ms=s.integer("maxBatchDelayMs", 5, minimum=0, maximum=1000),
+        latency_slo_seconds=s.number("latencySloSeconds", monitoring.latency_slo_seconds, minimum=0.005, maximum=60),
+        slo_objective=s.number("sloObjective", monitoring.slo_objective, minimum=0.5, maximum=0.9999),
     )
+    _latency_bucket(s, config.latency_slo_seconds)
     if config.min_replicas > config.max_replicas:
         s.problems.add(s.key("minReplicas"), f"{config.min_replicas} is above maxReplicas ({config.max_replicas})")
-    if config.gpu_pool in pools and config.max_replicas > pools[config.gpu_pool].max_gpus:
-        s.problems.add(s.key("maxReplicas"), f"{config.max_replicas} GPU pods cannot fit pool {config.gpu_pool!r} "
-                                             f"(at most {pools[config.gpu_pool].max_gpus} GPUs)")
+    pool = pools.get(config.gpu_pool)
+    if pool and config.max_replicas > pool.max_units:
+        s.problems.add(s.key("maxReplicas"), f"{config.max_replicas} GPU pods cannot fit pool {pool.name!r} "
+                                             f"(at most {pool.max_units} GPU units)")
     s.finish()
     return config
 
 
-def _training(s: Section, pools: dict[str, GpuPoolConfig]) -> TrainingConfig:
+def training(s: Section, pools: dict[str, GpuPoolConfig]) -> TrainingConfig:
+    """`models[i].training`; the team's quota on the pool is checked by the caller, which knows the team."""
     schedule = s.string("schedule", "")
     if schedule and not _is_cron(schedule):
         s.problems.add(s.key("schedule"), f"{schedule!r} is not a 5-field cron expression (e.g. '0 3 * * 1')")
@@ -174,14 +195,21 @@ def _training(s: Section, pools: dict[str, GpuPoolConfig]) -> TrainingConfig:
         backoff_limit=s.integer("backoffLimit", 3, minimum=0, maximum=20),
         deadline_hours=s.integer("deadlineHours", 12, minimum=1, maximum=168),
         keep_finished_hours=s.integer("keepFinishedHours", 24, minimum=1, maximum=720),
+        priority_class=s.string("priorityClass", DEFAULT_PRIORITY_CLASS, choices=PRIORITY_CLASSES),
     )
     pool = pools.get(config.gpu_pool)
-    if pool and config.gpus_per_worker > pool.max_gpus_per_node:
+    if pool and config.gpus_per_worker > pool.max_units_per_node:
         s.problems.add(s.key("gpusPerWorker"), f"{config.gpus_per_worker} is more than the largest instance of pool "
-                                               f"{pool.name!r} has ({pool.max_gpus_per_node})")
-    if pool and config.workers * config.gpus_per_worker > pool.max_gpus:
+                                               f"{pool.name!r} has ({pool.max_units_per_node} GPU units)")
+    if pool and config.workers * config.gpus_per_worker > pool.max_units:
         s.problems.add(s.key("workers"), f"{config.workers} workers x {config.gpus_per_worker} GPUs exceed pool "
-                                         f"{pool.name!r}'s limit of {pool.max_gpus} GPUs")
+                                         f"{pool.name!r}'s limit of {pool.max_units} GPU units")
+    elif pool and pool.sharing.units_per_gpu > 1 and config.workers * config.gpus_per_worker > 1:
+        # A time-sliced unit may be the same GPU as another rank's (NCCL refuses duplicate GPUs), and a process
+        # sees one MIG instance at most; so a shared pool trains single-unit jobs only.
+        s.problems.add(s.key("workers"), f"pool {pool.name!r} shares its GPUs, so a unit is a slice of one and "
+                                         "torchrun's ranks would not get distinct whole GPUs; use workers: 1 and "
+                                         "gpusPerWorker: 1 there, or train on a pool without sharing")
     s.finish()
     return config
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from platform_config.services_model import ServicesConfig
+from platform_config.teams_model import ModelConfig, TeamConfig
 
 NatMode = Literal["single", "perAz"]
 CapacityType = Literal["spot", "on-demand"]
@@ -85,6 +86,18 @@ class GeneralPoolConfig:
 
 
 @dataclass(frozen=True)
+class GpuSharing:
+    """How a pool's physical GPUs are split into schedulable `nvidia.com/gpu` units; at most one of the two."""
+    time_slicing_replicas: int = 0
+    """`gpuPools[i].sharing.timeSlicing.replicas`: each GPU is advertised this many times (no memory isolation)."""
+    mig_profile: str = ""
+    """`gpuPools[i].sharing.mig`: a MIG profile (e.g. `1g.10gb`) every GPU of the pool is partitioned into; only on
+    MIG-capable GPUs (platform_config/gpu_catalog.py)."""
+    units_per_gpu: int = 1
+    """Derived: schedulable units per physical GPU (the replicas, or the profile's instances per GPU)."""
+
+
+@dataclass(frozen=True)
 class GpuPoolConfig:
     name: str
     """`gpuPools[i].name`: lower-case, used in the NodePool name and the `mlplatform.io/gpu-pool` label."""
@@ -100,10 +113,22 @@ class GpuPoolConfig:
     """`gpuPools[i].diskSizeGiB`, default 200: CUDA images are large."""
     consolidate_after: str = "10m"
     """`gpuPools[i].consolidateAfter`, default 10m: how long an empty GPU node lives before it is removed."""
+    sharing: GpuSharing = field(default_factory=GpuSharing)
+    """`gpuPools[i].sharing`: time-slicing or MIG; default none (one pod per GPU)."""
 
     @property
     def max_gpus(self) -> int:
+        """Physical GPUs: the NodePool's `nvidia.com/gpu` limit (Karpenter counts instance capacity)."""
         return self.max_nodes * self.max_gpus_per_node
+
+    @property
+    def max_units(self) -> int:
+        """Schedulable `nvidia.com/gpu` units the pool can offer at its node limit: what quotas are measured in."""
+        return self.max_gpus * self.sharing.units_per_gpu
+
+    @property
+    def max_units_per_node(self) -> int:
+        return self.max_gpus_per_node * self.sharing.units_per_gpu
 
 
 @dataclass(frozen=True)
@@ -150,5 +175,9 @@ class PlatformConfig:
     general_pool: GeneralPoolConfig
     gpu_pools: list[GpuPoolConfig]
     services: ServicesConfig
+    teams: list[TeamConfig]
+    """`teams`: who shares the cluster's capacity (platform_config/teams_model.py)."""
+    models: list[ModelConfig]
+    """`models`: each team's models, each with its serving, training and drift workloads."""
     tags: dict[str, str]
     """`tags`: extra tags on every AWS resource (on top of project, stack and environment)."""

@@ -15,6 +15,8 @@ from typing import Any, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
 _MISSING = object()
+# What an EKS access entry accepts: an IAM role (with its path) or user, never an STS session or a group.
+IAM_PRINCIPAL = r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+"
 
 
 class ConfigError(ValueError):

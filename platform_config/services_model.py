@@ -95,6 +95,8 @@ class MonitoringConfig:
     """`monitoring.driftPsiThreshold`, default 0.2: PSI above this on any feature is drift."""
     consumer_lag_records: int = 10000
     """`monitoring.consumerLagRecords`, default 10000: ingestion this far behind for 10 minutes alerts."""
+    queue_pending_minutes: int = 60
+    """`monitoring.queuePendingMinutes`, default 60: a workload waiting in a team's Kueue queue this long alerts."""
     alert_webhook_url: str = ""
     """`monitoring.alertWebhookUrl`: where Alertmanager posts alerts (set it with `pulumi config set --secret`);
     empty keeps alerts in the Alertmanager and Grafana UIs only."""
@@ -130,6 +132,12 @@ class ServingConfig:
     """`serving.maxBatchSize`, default 64: rows per model call after micro-batching."""
     max_batch_delay_ms: int = 5
     """`serving.maxBatchDelayMs`, default 5: how long a request may wait for others to fill a batch."""
+    latency_slo_seconds: float = 0.25
+    """`serving.latencySloSeconds`, default `monitoring.latencySloSeconds`: a prediction slower than this spends the
+    model's latency error budget; must be a bucket boundary of the latency histogram."""
+    slo_objective: float = 0.99
+    """`serving.sloObjective`, default `monitoring.sloObjective`: the share of predictions that must be fast and
+    successful."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ class TrainingConfig:
     """`training.deadlineHours`, default 12: the job is stopped after this long."""
     keep_finished_hours: int = 24
     """`training.keepFinishedHours`, default 24: finished jobs and their pods are deleted after this."""
+    priority_class: str = "batch"
+    """`training.priorityClass`, default batch: the Kueue WorkloadPriorityClass (production, batch, experiment)."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +172,9 @@ class IngestionConfig:
 
 @dataclass(frozen=True)
 class ServicesConfig:
+    """The platform-wide services; serving and training are per model (`models[i].serving`/`.training`)."""
     mlflow: MlflowConfig
     kafka: KafkaConfig
     monitoring: MonitoringConfig
     images: ImagesConfig
-    serving: ServingConfig
-    training: TrainingConfig
     ingestion: IngestionConfig

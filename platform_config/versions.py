@@ -71,3 +71,13 @@ MSK_KAFKA_VERSION = "3.9.x"
 # metrics-server feeds the HorizontalPodAutoscaler's CPU metrics; EKS does not install it.
 METRICS_SERVER_REPO = "https://kubernetes-sigs.github.io/metrics-server/"
 METRICS_SERVER_VERSION = "3.13.0"
+
+# Kueue: the chart is published at oci://registry.k8s.io/kueue/charts/kueue (charts/kueue/README.md at v0.19.2, whose
+# Chart.yaml says 0.19.2). Its values.yaml in git names the staging image (tag release-0.19, pullPolicy Always); the
+# release packaging (hack/helm-chart-package.sh at the tag, run by .github/workflows/release-utils.yml with
+# IMAGE_REGISTRY=registry.k8s.io/kueue) rewrites it to registry.k8s.io/kueue/kueue:<tag>, IfNotPresent, for vX.Y.Z
+# tags. The program pins that image explicitly.
+KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
+KUEUE_VERSION = "0.19.2"
+KUEUE_IMAGE_REPOSITORY = "registry.k8s.io/kueue/kueue"
+KUEUE_IMAGE_TAG = f"v{KUEUE_VERSION}"

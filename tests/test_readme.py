@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,19 +30,30 @@ def keys_the_loader_reads(monkeypatch) -> set[str]:
     return seen
 
 
+def documented_keys() -> set[str]:
+    documented = set()
+    # A row may name siblings after its first key: "| `systemNodes.minSize` / `desiredSize` / `maxSize` |".
+    for first, rest in re.findall(r"^\| `([^`]+)`((?: / `[^`]+`)*)", README, flags=re.M):
+        parent = first.rsplit(".", 1)[0]
+        documented |= {first} | {f"{parent}.{sibling}" for sibling in re.findall(r"`([^`]+)`", rest)}
+    pools = [p["name"] for p in json.loads(stack_config("staging")[0]["ml-platform:gpuPools"])]
+    for placeholder, values in (("<role>", ("transactions", "predictions", "deadLetter")), ("<pool>", pools)):
+        documented |= {row.replace(placeholder, v) for row in documented if placeholder in row for v in values}
+    return documented
+
+
 def test_every_config_key_is_documented(monkeypatch):
-    documented = set(re.findall(r"^\| `([^`]+)`", README, flags=re.M))
-    documented |= {f"systemNodes.{k}" for k in ("desiredSize", "maxSize")}  # share a row with minSize
-    documented |= {"generalPool.maxMemoryGiB"}
-    documented |= {"serving.maxReplicas", "serving.memory", "serving.maxBatchDelayMs"}
-    documented |= {row.replace("<role>", role) for row in documented if "<role>" in row
-                   for role in ("transactions", "predictions", "deadLetter")}
+    documented = documented_keys()
     keys = keys_the_loader_reads(monkeypatch)
     assert len(keys) > 70
+    pools = {k for k in keys if re.fullmatch(r"teams\[\]\.quotas\.gpus\.[a-z0-9-]+", k)}
     sections = {"dataLake", "systemNodes", "flowLogs", "images", "mlflow", "mlflow.database", "kafka", "kafka.topics",
                 "kafka.topics.transactions", "kafka.topics.predictions", "kafka.topics.deadLetter", "monitoring",
-                "serving", "training", "ingestion", "transitGateway", "generalPool"}
-    assert keys - sections <= documented
+                "ingestion", "transitGateway", "generalPool", "gpuPools[].sharing", "gpuPools[].sharing.timeSlicing",
+                "teams[].quotas", "teams[].quotas.cpu", "teams[].quotas.memoryGiB", "teams[].quotas.gpus",
+                "models[].images", "models[].serving", "models[].training", "models[].drift", *pools}
+    assert pools and keys - sections <= documented
+    assert not {"serving.minReplicas", "training.gpuPool"} & documented  # retired: they are per model now
 
 
 def test_every_make_target_in_the_readme_exists():
