@@ -110,8 +110,8 @@ def rename(mapping: dict, old: str, new: str) -> None:
     pytest.param("Kafka", lambda m: m["spec"]["kafka"]["metricsConfig"].pop("valueFrom"),
                  ["spec.kafka.metricsConfig: valueFrom property is required"], id="strimzi-cel"),
     pytest.param("KafkaUser", lambda m: m["spec"]["authentication"].update(validityDays=30),
-                 ["spec.authentication: Both 'validityDays' and 'renewalDays' must be set together, "
-                  "or both must be unset."], id="strimzi-user-cel"),
+                 ["spec.authentication: 'validityDays' and 'renewalDays' can be configured only with 'type: tls'"],
+                 id="strimzi-user-cel"),
     pytest.param("KafkaTopic", lambda m: m["metadata"].pop("namespace"),
                  ["metadata: 'namespace' is a required property"], id="namespaced-without-namespace"),
     pytest.param("PrometheusRule", lambda m: rename(m["spec"]["groups"][0]["rules"][0], "record", "recrod"),
@@ -128,8 +128,8 @@ def rename(mapping: dict, old: str, new: str) -> None:
     pytest.param("NodePool", lambda m: m.update(kind="NodeClaim"),
                  [": no CRD vendored for NodeClaim.karpenter.sh; add its source to upstream/sources.py and run "
                   "`python -m upstream.regenerate`"], id="kind-without-crd"),
-    pytest.param("NodePool", lambda m: m.update(apiVersion="kueue.x-k8s.io/v1beta1", kind="ClusterQueue"),
-                 [": no CRD vendored for ClusterQueue.kueue.x-k8s.io; add its source to upstream/sources.py and run "
+    pytest.param("NodePool", lambda m: m.update(apiVersion="jobset.x-k8s.io/v1alpha2", kind="JobSet"),
+                 [": no CRD vendored for JobSet.jobset.x-k8s.io; add its source to upstream/sources.py and run "
                   "`python -m upstream.regenerate`"], id="group-without-crd"),
 ])
 def test_validation_is_strict(kind, mutate, expected):

@@ -1,10 +1,10 @@
 """What is vendored, from where: one row per upstream chart or CRD set.
 
 Versions come from platform_config/versions.py, so a version bump there plus `python -m upstream.regenerate`
-re-vendors the matching upstream files. Adding a CRD set (e.g. Kueue's) is one more row, for example:
+re-vendors the matching upstream files. Adding a CRD set is one more row, for example:
 
-    Source("kueue", "kubernetes-sigs/kueue", KUEUE_VERSION, tag="v{version}",
-           crds=("config/components/crd/bases/kueue.x-k8s.io_*.yaml",)),
+    Source("jobset", "kubernetes-sigs/jobset", JOBSET_VERSION, tag="v{version}",
+           crds=("config/components/crd/bases/jobset.x-k8s.io_*.yaml",)),
 """
 
 from __future__ import annotations
@@ -58,4 +58,10 @@ SOURCES: tuple[Source, ...] = (
            tag="v{version}", chart="deployments/helm/nvidia-device-plugin"),
     Source("metrics-server", "kubernetes-sigs/metrics-server", versions.METRICS_SERVER_VERSION,
            tag="metrics-server-helm-chart-{version}", chart="charts/metrics-server"),
+    # The plain generated CRDs of the kinds the program declares (the chart's templates/crd are the same schemas
+    # wrapped in Helm templating); the chart installs and upgrades them itself.
+    Source("kueue", "kubernetes-sigs/kueue", versions.KUEUE_VERSION, tag="v{version}",
+           crds=tuple(f"config/components/crd/bases/kueue.x-k8s.io_{plural}.yaml"
+                      for plural in ("clusterqueues", "localqueues", "resourceflavors", "workloadpriorityclasses")),
+           chart="charts/kueue"),
 )
