@@ -37,8 +37,11 @@ class KarpenterPoolArgs:
 
 
 def node_class_spec(*, role: pulumi.Input[str], cluster_name: str, security_group_id: pulumi.Input[str],
-                    disk_size_gib: int, tags: dict[str, str]) -> dict[str, Any]:
-    return {
+                    disk_size_gib: int, tags: dict[str, str], user_data: str | None = None) -> dict[str, Any]:
+    """`user_data`: a boot step for this class's nodes. Karpenter merges it with its own NodeConfig, which wins on
+    cluster, kubelet, labels and taints, so it can only add to the boot (nodeclasses.md at v1.14.1, spec.userData);
+    changing it drifts the class's nodes onto new instances."""
+    spec: dict[str, Any] = {
         "role": role,
         "amiSelectorTerms": [{"alias": AL2023_AMI_ALIAS}],
         "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster_name}}],
@@ -50,6 +53,9 @@ def node_class_spec(*, role: pulumi.Input[str], cluster_name: str, security_grou
             "deleteOnTermination": True}}],
         "tags": tags,
     }
+    if user_data is not None:
+        spec["userData"] = user_data
+    return spec
 
 
 def base_requirements(instance_types: list[str], capacity_types: list[str]) -> list[dict[str, Any]]:

@@ -30,6 +30,18 @@ Decisions:
   shows); such pods are marked `on_demand`.
 - Helm hooks (webhook certificate Jobs) and test pods are not counted: they run before or after the release's pods
   and are deleted when they succeed.
+- GPUs are counted in the units a node advertises as `nvidia.com/gpu`, read from the plan as the node will see them:
+  the NodePool's `nvidia.com/device-plugin.config` label picks an entry of the device plugin release's `config.map`
+  (config-manager's rules: the label, else `config.default`, else the `named`/`single` fallbacks; a name the map
+  lacks stops the plugin, so the node advertises nothing). Time-slicing multiplies each GPU by its `replicas`
+  (none left under `nvidia.com/gpu` if renamed), `failRequestsGreaterThanOne` caps each container at one unit, and
+  `migStrategy: single` advertises the MIG devices the node class's boot script creates (`INSTANCES_PER_GPU`), or
+  whole GPUs if it creates none (NVIDIA/k8s-device-plugin@v0.19.3 internal/rm/device_map.go). A GPU pod must also
+  fit a type's physical GPUs: Karpenter sizes a new node by them (aws/karpenter-provider-aws@v1.14.1
+  pkg/providers/instancetype/types.go `nvidiaGPUs`), so it launches no node for a pod asking for more.
+- Pods that can run only on one GPU pool and are not Jobs (serving at its minimum) must fit that pool's units at
+  its limits (the `nvidia.com/gpu` limit, physical, or `nodes` x the largest type's GPUs, times units per GPU).
+  Jobs are left out: they queue (Kueue admits them against quotas counted in the same units).
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import yaml
+
 from offline.harness import Plan
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.instance_catalog import INSTANCE_TYPES, allocatable, capacity
@@ -48,6 +62,8 @@ from upstream.catalog import chart_values
 
 GPU = "nvidia.com/gpu"
 INF = math.inf
+PLUGIN_CHART = "nvidia-device-plugin"
+PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 
 
 # --- quantities -------------------------------------------------------------------------------------------------
@@ -178,13 +194,17 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         "helm", "nvidia-device-plugin", "0.19.3",
         "NVIDIA/k8s-device-plugin@v0.19.3 deployments/helm/nvidia-device-plugin/values.yaml (resources {}, "
-        "tolerations CriticalAddonsOnly + nvidia.com/gpu, NFD-or-gpu.present node affinity; gfd/nfd/config "
-        "sidecars off)",
-        {"resources": {}, "nodeSelector": {},
+        "tolerations CriticalAddonsOnly + nvidia.com/gpu, NFD-or-gpu.present node affinity; gfd/nfd off) and "
+        "templates/daemonset-device-plugin.yml (with config.map: config-manager init container and sidecar, "
+        "neither with a resources block)",
+        {"resources": {}, "nodeSelector": {}, "config": {"map": {}},
          "affinity": chart_values("nvidia-device-plugin", "0.19.3")["affinity"],
          "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
                          {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]},
-        (ChartPod("device-plugin", (Container("nvidia-device-plugin-ctr", "resources"),), per_node=True),)),
+        (ChartPod("device-plugin", (
+            Container("nvidia-device-plugin-ctr", "resources"),
+            Container("nvidia-device-plugin-init", None, when="config.map", init=True),
+            Container("nvidia-device-plugin-sidecar", None, when="config.map")), per_node=True),)),
     Allowance(
         "helm", "dcgm-exporter", "4.8.2",
         "NVIDIA/dcgm-exporter@4.5.3-4.8.2 deployment/values.yaml (requests 100m/128Mi, tolerates control-plane "
@@ -260,6 +280,17 @@ ALLOWANCES: tuple[Allowance, ...] = (
          "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}]},
         (ChartPod("coredns", (Container("coredns", "resources"),), replicas="replicaCount", node_selector=None,
                   affinity=None),)),
+    Allowance(
+        "helm", "kueue", "0.19.2",
+        "kubernetes-sigs/kueue@v0.19.2 charts/kueue/values.yaml (controllerManager.replicas 1, manager.resources "
+        "requests 500m/512Mi, nodeSelector and tolerations {}) and templates/manager/manager.yaml (one container, "
+        "no affinity key)",
+        {"controllerManager": {"replicas": 1, "manager": {"resources": {"requests": {"cpu": "500m",
+                                                                                   "memory": "512Mi"}}},
+                               "nodeSelector": {}, "tolerations": []}},
+        (ChartPod("kueue-controller-manager", (Container("manager", "controllerManager.manager.resources"),),
+                  replicas="controllerManager.replicas", node_selector="controllerManager.nodeSelector",
+                  tolerations="controllerManager.tolerations", affinity=None),)),
     Allowance(
         "addon", "aws-ebs-csi-driver", "v1.57.1-eksbuild.1",
         "kubernetes-sigs/aws-ebs-csi-driver@helm-chart-aws-ebs-csi-driver-2.57.1 (app 1.57.1) charts/aws-ebs-csi-"
@@ -367,10 +398,14 @@ class Pod:
     requests: Res
     """One pod's requests (pods = 1)."""
     gpus: int = 0
+    container_gpus: int = 0
+    """The most `nvidia.com/gpu` one container asks for: the device plugin allocates per container."""
     replicas: int = 1
     max_replicas: int = 1
     per_node: bool = False
     on_demand: bool = False
+    completes: bool = False
+    """A Job's or CronJob's pod: it runs to completion, and can wait in a queue."""
     node_selector: dict[str, str] = field(default_factory=dict)
     affinity_terms: list[list[dict[str, Any]]] = field(default_factory=list)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
@@ -447,8 +482,9 @@ def _pod_from_spec(owner: str, ns: str, spec: dict[str, Any], limit_ranges: dict
                           c.get("restartPolicy") == "Always"))
     requests, gpus = _effective(parts)
     selector, terms, tolerations = _placement(spec)
-    return Pod(owner, ns, requests, gpus, node_selector=selector, affinity_terms=terms, tolerations=tolerations,
-               basis=[p[2] for p in parts], **kw)
+    return Pod(owner, ns, requests, gpus, container_gpus=max((p[1] for p in parts), default=0),
+               node_selector=selector, affinity_terms=terms, tolerations=tolerations, basis=[p[2] for p in parts],
+               **kw)
 
 
 def _hpa_targets(plan: Plan) -> dict[tuple[str, str, str], tuple[int, int]]:
@@ -482,7 +518,7 @@ def _workload_pods(plan: Plan, limit_ranges: dict[str, dict[str, Any]]) -> Itera
             parallelism = _count(job.get("parallelism", 1))
             count = min(parallelism, _count(job.get("completions", parallelism)))
             yield _pod_from_spec(owner, ns, job["template"]["spec"], limit_ranges, replicas=count,
-                                 max_replicas=count, on_demand=bool(spec.get("suspend")))
+                                 max_replicas=count, on_demand=bool(spec.get("suspend")), completes=True)
         else:
             low, high = hpas.get((kind, ns, name), (1, 1))
             if spec.get("replicas") is not None:
@@ -584,6 +620,16 @@ def pods(plan: Plan, notes: list[str] | None = None) -> list[Pod]:
 
 # --- node sources ----------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class GpuAdvert:
+    """What a node of a source advertises as `nvidia.com/gpu`, per physical GPU."""
+
+    units_per_gpu: int = 1
+    per_container: int | None = None
+    """The most units the device plugin hands one container (time-slicing's failRequestsGreaterThanOne)."""
+    how: str = "whole GPUs"
+
+
 @dataclass
 class NodeSource:
     name: str
@@ -602,6 +648,8 @@ class NodeSource:
     capacity_desired: Res = field(default_factory=Res)
     nodes: float = 0
     worst_type: dict[str, str] = field(default_factory=dict)
+    node_class: str = ""
+    gpu: GpuAdvert = field(default_factory=GpuAdvert)
 
 
 def _type_labels(name: str) -> dict[str, str]:
@@ -678,8 +726,11 @@ def _node_pool(r: dict[str, Any]) -> NodeSource:
         parsed["memory"] = mib(limits["memory"])
     if "nodes" in limits:
         parsed["nodes"] = float(limits["nodes"])
+    if GPU in limits:
+        parsed[GPU] = float(limits[GPU])
     source = NodeSource(f"NodePool {name}", "dedicated" if taints else "general", labels, taints, types, parsed,
-                        limits_text=", ".join(f"{k}={v}" for k, v in limits.items()))
+                        limits_text=", ".join(f"{k}={v}" for k, v in limits.items()),
+                        node_class=(spec.get("nodeClassRef") or {}).get("name", ""))
     bounded = {"node.kubernetes.io/instance-type", "karpenter.k8s.aws/instance-family"}
     if not any(req.get("key") in bounded and req.get("operator") == "In" for req in requirements):
         source.notes.append("requirements admit instance types outside platform_config/instance_catalog.py; "
@@ -756,10 +807,68 @@ def _size(source: NodeSource, per_node_pods: list[Pod]) -> None:
     source.capacity = source.capacity_desired = Res(*(max(v, 0) for v in usable))
 
 
+def _plugin_configs(plan: Plan) -> tuple[dict[str, dict[str, Any]], str] | None:
+    """The device plugin's named configs and the one a node without the label gets; None without the plugin."""
+    releases = [r["inputs"] for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                if r["inputs"]["chart"].rstrip("/").rsplit("/", 1)[-1] == PLUGIN_CHART]
+    if not releases:
+        return None
+    config = (releases[0].get("values") or {}).get("config") or {}
+    named = {n: yaml.safe_load(text) or {} for n, text in (config.get("map") or {}).items()}
+    # cmd/config-manager/main.go updateConfigName, with the chart's default fallbackStrategies ["named", "single"].
+    default = config.get("default") or ("default" if "default" in named else next(iter(named)) if len(named) == 1
+                                        else "")
+    return named, default
+
+
+_MIG_COUNT = re.compile(r"^INSTANCES_PER_GPU=(\d+)$", re.M)
+_MIG_PROFILE = re.compile(r"^MIG_PROFILE=(\S+)$", re.M)
+
+
+def _gpu_advert(source: NodeSource, plugin: tuple[dict[str, dict[str, Any]], str] | None,
+                user_data: str) -> GpuAdvert:
+    named, default = plugin if plugin else ({}, "")
+    if not named:
+        # No config-manager: every node runs the plugin's defaults, one unit per GPU.
+        return GpuAdvert()
+    label = sorted(source.labels.get(PLUGIN_CONFIG_LABEL, set()))
+    name = label[0] if label else default
+    if name not in named:
+        return GpuAdvert(0, how=f"device plugin config {name or '(none)'} is not in its config.map, so "
+                                "config-manager stops the plugin")
+    cfg = named[name]
+    units, how = 1, "whole GPUs"
+    strategy = (cfg.get("flags") or {}).get("migStrategy") or "none"
+    if strategy == "single":
+        count, profile = _MIG_COUNT.search(user_data or ""), _MIG_PROFILE.search(user_data or "")
+        if count:
+            units, how = int(count.group(1)), f"{count.group(1)} MIG {profile.group(1) if profile else '?'} per GPU"
+        else:
+            how = "migStrategy single, but the node class creates no MIG devices: whole GPUs"
+    elif strategy != "none":
+        source.notes.append(f"device plugin migStrategy {strategy} is not modelled; counted as whole GPUs")
+    slicing = (cfg.get("sharing") or {}).get("timeSlicing") or {}
+    for res in slicing.get("resources") or []:
+        if res.get("name") != GPU:
+            continue
+        if slicing.get("renameByDefault") or res.get("rename"):
+            return GpuAdvert(0, how=f"time-slicing renames {GPU}, so none is advertised under that name")
+        sliced = f"time-sliced x{res.get('replicas')}"
+        units, how = units * int(res.get("replicas", 1)), sliced if units == 1 else f"{how}, {sliced}"
+        if slicing.get("failRequestsGreaterThanOne"):
+            return GpuAdvert(units, 1, how)
+    return GpuAdvert(units, None, how)
+
+
 def node_sources(plan: Plan, per_node_pods: list[Pod]) -> list[NodeSource]:
     sources = [_node_group(r) for r in plan.of_type("aws:eks/nodeGroup:NodeGroup")]
     sources += [_node_pool(r) for r in plan.of_type("kubernetes:karpenter.sh/v1:NodePool")]
+    plugin = _plugin_configs(plan)
+    user_data = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"].get("userData") or ""
+                 for r in plan.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")}
     for s in sources:
+        if any(_gpus(t) for t in s.instance_types):
+            s.gpu = _gpu_advert(s, plugin, user_data.get(s.node_class, ""))
         unknown = [t for t in s.instance_types if t not in INSTANCE_TYPES]
         if unknown:
             s.notes.append(f"not in the instance catalog (ignored): {', '.join(unknown)}")
@@ -794,6 +903,8 @@ class Report:
     too_small_types: list[str]
     unschedulable: list[str]
     notes: list[str]
+    gpu_pools: list[GpuPoolCheck] = field(default_factory=list)
+    """Per GPU pool: the units its long-running pods ask for, against what the pool offers at its limits."""
 
     @property
     def shared(self) -> list[NodeSource]:
@@ -805,7 +916,8 @@ class Report:
 
     @property
     def fits(self) -> bool:
-        return all(c.fits for c in self.checks) and not self.oversize and not self.unschedulable
+        return (all(c.fits for c in self.checks) and not self.oversize and not self.unschedulable
+                and all(g.fits for g in self.gpu_pools))
 
     def as_dict(self) -> dict[str, Any]:
         total = self.total
@@ -823,9 +935,12 @@ class Report:
             "sources": [{"name": s.name, "kind": s.kind, "nodes": _num(s.nodes), "min_nodes": s.min_nodes,
                          "desired_nodes": s.desired_nodes, "instance_types": s.instance_types,
                          "daemonsets_per_node": s.daemonsets.as_dict(), "capacity": s.capacity.as_dict(),
+                         "gpu_units_per_gpu": s.gpu.units_per_gpu, "gpu_advertised": s.gpu.how,
                          "capacity_at_desired": s.capacity_desired.as_dict(), "worst_type": s.worst_type,
                          "notes": s.notes} for s in self.sources],
             "not_fitting": [{"pod": owner, "replicas": n} for owner, n in self.not_fitting],
+            "gpu_pools": [{"source": g.source, "fits": g.fits, "units_at_limits": _num(g.units),
+                           "requests": g.requests, "pods": g.pods} for g in self.gpu_pools],
             "oversize": self.oversize,
             "unschedulable": self.unschedulable,
             "notes": self.notes,
@@ -837,15 +952,66 @@ def _pct(part: Res, whole: Res) -> dict[str, float | None]:
             for k, p, w in zip(("cpu", "memory", "pods"), part, whole)}
 
 
-def _fits_a_node(pod: Pod, sources: list[NodeSource]) -> tuple[list[str], list[str]]:
-    fit, small = [], []
+def _gpu_misfit(pod: Pod, source: NodeSource, instance_type: str) -> str | None:
+    """Why a node of this type cannot take the pod's `nvidia.com/gpu` request, or None."""
+    if not pod.gpus:
+        return None
+    physical = _gpus(instance_type)
+    units = physical * source.gpu.units_per_gpu
+    if pod.gpus > units:
+        return f"{instance_type} advertises {units} {GPU} ({source.gpu.how})"
+    if source.gpu.per_container is not None and pod.container_gpus > source.gpu.per_container:
+        return (f"{instance_type}: the device plugin gives one container at most {source.gpu.per_container} "
+                f"time-sliced unit (failRequestsGreaterThanOne)")
+    if pod.gpus > physical:
+        return (f"{instance_type} advertises {units} {GPU}, but Karpenter sizes a new node by its {physical} "
+                "physical GPUs and launches none for this pod")
+    return None
+
+
+def _fits_a_node(pod: Pod, sources: list[NodeSource]) -> tuple[list[str], list[str], list[str]]:
+    fit, small, why = [], [], []
     for s in sources:
         if not can_land(pod, s):
             continue
         for t in s.instance_types:
             room = Res(*allocatable(t), INSTANCE_TYPES[t].max_pods) - s.daemonsets
-            (fit if pod.requests.fits(room) and pod.gpus <= _gpus(t) else small).append(t)
-    return fit, small
+            gpu = _gpu_misfit(pod, s, t)
+            (fit if pod.requests.fits(room) and gpu is None else small).append(t)
+            if gpu:
+                why.append(gpu)
+    return fit, small, why
+
+
+@dataclass
+class GpuPoolCheck:
+    source: str
+    units: float
+    """`nvidia.com/gpu` units the pool offers at its limits."""
+    requests: int
+    pods: list[str]
+    how: str = ""
+    """What its nodes advertise (GpuAdvert.how)."""
+
+    @property
+    def fits(self) -> bool:
+        # A pool whose nodes advertise no `nvidia.com/gpu` is broken before any pod asks.
+        return 0 < self.units and self.requests <= self.units
+
+
+def _gpu_pool_checks(placed: list[Pod], sources: list[NodeSource]) -> list[GpuPoolCheck]:
+    checks = []
+    for s in sources:
+        physical = [_gpus(t) for t in s.instance_types if _gpus(t)]
+        if s.kind != "dedicated" or not physical:
+            continue
+        at_limit = min(s.limits.get(GPU, INF), s.limits.get("nodes", INF) * max(physical))
+        counted = [p for p in placed if p.gpus and not p.completes
+                   and [o.name for o in sources if can_land(p, o)] == [s.name]]
+        units = at_limit * s.gpu.units_per_gpu if s.gpu.units_per_gpu else 0
+        checks.append(GpuPoolCheck(s.name, units, sum(p.gpus * p.replicas for p in counted), [p.owner for p in counted],
+                                   s.gpu.how))
+    return checks
 
 
 def referee(plan: Plan) -> Report:
@@ -871,15 +1037,17 @@ def referee(plan: Plan) -> Report:
 
     oversize, too_small = [], []
     for i, p in enumerate(placed):
-        fit, small = _fits_a_node(p, sources)
+        fit, small, why = _fits_a_node(p, sources)
+        because = f" ({'; '.join(sorted(set(why)))})" if why else ""
         if anywhere[i] and not fit:
-            oversize.append(f"{p.owner} ({_describe(p)}) fits no node it can land on: {', '.join(sorted(set(small)))}")
+            oversize.append(f"{p.owner} ({_describe(p)}) fits no node it can land on: "
+                            f"{', '.join(sorted(set(small)))}{because}")
         elif small and not eligible[i]:
             # A dedicated pool lists its types on purpose; one its pods never fit is a type it cannot use.
-            too_small.append(f"{p.owner} ({_describe(p)}) is too big for {', '.join(sorted(set(small)))}")
+            too_small.append(f"{p.owner} ({_describe(p)}) is too big for {', '.join(sorted(set(small)))}{because}")
     return Report(plan.stack, every, sources, checks,
                   _assign(placed, eligible, shared), oversize, too_small, unschedulable,
-                  notes + [f"{s.name}: {n}" for s in sources for n in s.notes])
+                  notes + [f"{s.name}: {n}" for s in sources for n in s.notes], _gpu_pool_checks(placed, sources))
 
 
 def _assign(placed: list[Pod], eligible: dict[int, list[str]], shared: list[NodeSource]) -> list[tuple[str, int]]:
@@ -949,6 +1117,10 @@ def render(report: Report) -> list[str]:
     on_demand = [p.owner for p in report.pods if p.on_demand and any(can_land(p, s) for s in report.shared)]
     if on_demand:
         lines.append(f"  counted though suspended (can be started on demand): {', '.join(on_demand)}")
+    for g in report.gpu_pools:
+        if g.requests or not g.fits:
+            lines.append(f"  {'ok  ' if g.fits else 'FAIL'} {g.source}: long-running pods ask for {g.requests} {GPU} "
+                         f"of {g.units:g} at its limits ({g.how})")
     lines += [f"  oversize: {text}" for text in report.oversize]
     lines += [f"  unschedulable (no node source matches): {text}" for text in report.unschedulable]
     lines += [f"  note: {text}" for text in report.too_small_types + report.notes]
