@@ -2,6 +2,8 @@
 
 Clients authenticate with their pod's IAM role (SASL/OAUTHBEARER through the MSK IAM signer), so access is granted
 by policy on the workload's own role, scoped to the topics and group it uses; there are no Kafka passwords.
+Each team gets its own topics (`TeamConfig.topic(role)`, sized per role by `kafka.topics`), and a grant may name only
+its team's topics and group, so one team's role can never read or write another's.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.kafka_access import KafkaClientAccess, KafkaGrant
+from components.kafka_access import (KafkaClientAccess, KafkaGrant, check_grant, team_topics, teams_by_name,
+                                     topic_sizing)
 from components.service_access import allow_from_cluster, cluster_only_port, service_key
 from platform_config.services_model import KafkaConfig
+from platform_config.teams_model import TeamConfig
 from platform_config.versions import MSK_KAFKA_VERSION
 
 IAM_PORT = 9098
@@ -26,6 +30,8 @@ JMX_EXPORTER_PORT, NODE_EXPORTER_PORT = 11001, 11002
 @dataclass(frozen=True, kw_only=True)
 class MskKafkaArgs:
     config: KafkaConfig
+    teams: Sequence[TeamConfig]
+    """Every team gets its own topic per role, sized by `config.topics[role]`."""
     name_prefix: str
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
@@ -93,14 +99,19 @@ class MskKafka(pulumi.ComponentResource):
             logging_info={"broker_logs": {"cloudwatch_logs": {"enabled": True, "log_group": logs.name}}},
             enhanced_monitoring="PER_TOPIC_PER_BROKER",
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect))
-        self._topics = [
-            aws.msk.Topic(f"{name}-topic-{topic.role}", name=topic.name, cluster_arn=cluster.arn,
-                          partition_count=topic.partitions, replication_factor=topic.replication_factor,
-                          configs=json.dumps({"retention.ms": str(topic.retention_hours * 3_600_000),
-                                              "min.insync.replicas": str(min(cfg.min_insync_replicas,
-                                                                             topic.replication_factor))}),
-                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect))
-            for topic in cfg.topics.values()]
+        self._teams = teams_by_name(args.teams)
+        self._topics: dict[str, list[aws.msk.Topic]] = {}
+        for team in self._teams.values():
+            self._topics[team.name] = []
+            for role, topic_name in team_topics(team).items():
+                size = topic_sizing(cfg, role)
+                self._topics[team.name].append(aws.msk.Topic(
+                    f"{name}-topic-{team.name}-{role}", name=topic_name, cluster_arn=cluster.arn,
+                    partition_count=size.partitions, replication_factor=size.replication_factor,
+                    configs=json.dumps({"retention.ms": str(size.retention_hours * 3_600_000),
+                                        "min.insync.replicas": str(min(cfg.min_insync_replicas,
+                                                                       size.replication_factor))}),
+                    opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)))
         self.bootstrap = cluster.bootstrap_brokers_sasl_iam
         self.cluster_arn = cluster.arn
         self.broker_hosts = self.bootstrap.apply(
@@ -108,6 +119,7 @@ class MskKafka(pulumi.ComponentResource):
         self.register_outputs({"bootstrap": self.bootstrap})
 
     def grant(self, request: KafkaGrant, parent: pulumi.Resource) -> KafkaClientAccess:
+        team = check_grant(request, self._teams)
         arn = self.cluster_arn
         statements = [{"Effect": "Allow", "Action": ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"],
                        "Resource": [arn]}]
@@ -128,4 +140,4 @@ class MskKafka(pulumi.ComponentResource):
         # Clients name their topics in plain env vars; waiting for the topics keeps a fresh consumer from
         # subscribing to a topic that does not exist yet (auto-creation is off).
         return KafkaClientAccess(env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "msk-iam"},
-                                 statements=statements, depends_on=list(self._topics))
+                                 statements=statements, depends_on=list(self._topics[team.name]))

@@ -1,21 +1,40 @@
 """Kafka on the cluster with Strimzi: the operator from its pinned chart, a KRaft cluster, topics and users as code.
 
-The Kafka cluster runs in the workloads' namespace so the KafkaUser certificate secrets the User Operator writes can
-be mounted by the pods they belong to. Clients connect over the TLS listener and authenticate with those
-certificates; `simple` authorization limits each user to the topics and group its grant names.
+The cluster runs in its own namespace (`kafka`); its clients run in their teams' namespaces. A pod can mount Secrets
+of its own namespace only, so the certificates Strimzi's User Operator would write next to the cluster (KafkaUser
+`authentication: tls`) are out of reach. Pulumi is therefore the certificate authority for both of Strimzi's CAs
+("installing your own CA certificates", `generateCertificateAuthority: false`):
+
+- the cluster CA signs the brokers' certificates (Strimzi still issues and renews those, with this CA's key), and
+  its certificate is what clients trust;
+- the clients CA is what the TLS listener trusts for client certificates. Pulumi signs one certificate per workload,
+  subject `CN=<namespace>.<client>`, and writes it, its key and the cluster CA certificate as a Secret into the
+  workload's namespace. The KafkaUser of that name (`authentication: tls-external`: no credentials from the User
+  Operator) carries the ACLs, which Strimzi sets for the principal `CN=<name>`.
+
+The CA keys and client keys live in Pulumi state as secrets and in Kubernetes Secrets only (the CA keys in `kafka`,
+where Strimzi needs them; each client key in its own namespace). Renewal: see CA_VALIDITY_HOURS and
+CLIENT_VALIDITY_HOURS. `simple` authorization limits each user to the topics and group its grant names, which
+`check_grant` keeps inside the client's team.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_tls as tls
 
-from components.kafka_access import KafkaClientAccess, KafkaGrant
+from components.kafka_access import (KafkaClientAccess, KafkaGrant, check_grant, team_topics, teams_by_name,
+                                     topic_sizing)
 from upstream.catalog import strimzi_crd_documents
 from platform_config.services_model import KafkaConfig
+from platform_config.teams_model import TeamConfig
 from platform_config.versions import (STRIMZI_CHART, STRIMZI_KAFKA_VERSION, STRIMZI_METADATA_VERSION,
                                       STRIMZI_VERSION)
 
@@ -26,6 +45,26 @@ READY = {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "
 TLS_PORT = 9093
 TLS_DIR = "/etc/kafka-tls"
 METRICS_CONFIG = "kafka-metrics"
+# Team namespaces carry this label (components/team.py TEAM_LABEL, which imports this module, so it is repeated here;
+# tests/test_kafka_teams.py keeps the two equal). Only their pods may open connections to the client listener.
+CLIENT_NAMESPACE_LABEL = "mlplatform.io/team"
+
+# Lifetimes. Pulumi re-issues a certificate on the first `pulumi up` inside its early-renewal window, so the stack
+# must be applied at least once in every such window (the README says so).
+# CAs: Strimzi never renews a CA it did not generate. A renewed CA certificate keeps its key and subject, so every
+# certificate signed before stays valid against it; its new `strimzi.io/ca-cert-generation` (ca_generation) makes
+# the Cluster Operator re-issue the brokers' certificates and roll the brokers to trust it. The CA keys are never
+# replaced by Pulumi (ignore_changes below): a new key needs Strimzi's manual "replacing private keys" procedure
+# (reconciliation paused, the old certificate kept as `ca-<date>.crt` until everything moved).
+CA_VALIDITY_HOURS = 5 * 365 * 24
+CA_EARLY_RENEWAL_HOURS = 365 * 24
+# Client certificates, as Strimzi's own user certificates (365 days), with a longer window (90 days, Strimzi: 30)
+# because renewal waits for a `pulumi up`. A re-issued certificate reaches the pods through the Secret and
+# KafkaClientAccess.pod_annotations (a rollout); the old one stays valid until it expires.
+CLIENT_VALIDITY_HOURS = 365 * 24
+CLIENT_EARLY_RENEWAL_HOURS = 90 * 24
+# X.509 bounds a common name at 64 characters (RFC 5280 ub-common-name); Strimzi refuses longer `tls` users.
+MAX_USER_NAME = 64
 
 # JMX exporter rules for the broker metrics the dashboards use; everything else is dropped to keep series down.
 JMX_RULES = """lowercaseOutputName: true
@@ -53,25 +92,67 @@ rules:
 @dataclass(frozen=True, kw_only=True)
 class StrimziKafkaArgs:
     config: KafkaConfig
+    teams: Sequence[TeamConfig]
+    """Every team gets its own topic per role (sized by `config.topics[role]`); grants stay inside their team."""
     namespace: str
-    """Where the Kafka cluster, its topics and users live (the workloads' namespace)."""
+    """Where the Kafka cluster, its CAs, topics and users live (`kafka`)."""
     operator_namespace: str
     k8s_provider: k8s.Provider
+    team_namespaces: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    """Team name -> its Namespace resource: each client's certificate Secret is created in it, so after it."""
     cluster_name: str = "platform"
     monitoring_crds: Sequence[pulumi.Resource] = ()
     """The monitoring chart, which installs the PodMonitor CRD."""
     disposable: bool = False
     """The brokers' volumes may go with the stack (`dataLake.forceDestroy`, dev)."""
     depends_on: Sequence[pulumi.Resource] = ()
+    """Including the cluster's namespace, where the CA Secrets are created."""
+
+
+def user_name(request: KafkaGrant) -> str:
+    """The KafkaUser's name and its certificate's CN: unique in the Kafka namespace, since a namespace name holds no
+    dot and a client's name is unique in its namespace."""
+    return f"{request.namespace}.{request.client}"
+
+
+def ca_generation(validity_start: str) -> str:
+    """`strimzi.io/ca-cert-generation` of a CA certificate: minutes from the epoch to its start of validity.
+
+    Strimzi wants a larger integer on every renewal (it compares generations to tell which certificates were issued
+    under the old one); deriving it from the certificate makes every re-issue count up without a counter to keep.
+    Minutes fit Strimzi's 32-bit int for millennia."""
+    start = datetime.datetime.fromisoformat(validity_start.replace("Z", "+00:00"))
+    return str(int(start.timestamp()) // 60)
+
+
+# A Kubernetes object name (DNS subdomain). Strimzi names a topic after its KafkaTopic unless `spec.topicName` says
+# otherwise, and advises setting that only when the topic's name is not a valid object name.
+K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def topic_metadata(team: TeamConfig, role: str, topic: str) -> tuple[str, dict[str, str]]:
+    """(KafkaTopic name, extra spec) for one of a team's topics."""
+    if K8S_NAME.fullmatch(topic) and len(topic) <= 253:
+        return topic, {}
+    kebab = "".join(f"-{c.lower()}" if c.isupper() else c for c in role)
+    return f"{team.name}-{kebab}", {"topicName": topic}
 
 
 def kafka_spec(cfg: KafkaConfig) -> dict:
     replication = min(3, cfg.brokers)
     return {
+        # Both CAs are Pulumi's (module docstring): Strimzi reads the four CA Secrets and never writes them.
+        "clusterCa": {"generateCertificateAuthority": False},
+        "clientsCa": {"generateCertificateAuthority": False},
         "kafka": {
             "version": STRIMZI_KAFKA_VERSION, "metadataVersion": STRIMZI_METADATA_VERSION,
+            # `tls` authentication on the listener: clients must present a certificate the clients CA signed.
+            # Strimzi's generated NetworkPolicy opens a listener to everyone unless peers are named; here only pods
+            # in team namespaces may connect (the operators and the exporter use the internal listeners).
             "listeners": [{"name": "tls", "port": TLS_PORT, "type": "internal", "tls": True,
-                           "authentication": {"type": "tls"}}],
+                           "authentication": {"type": "tls"},
+                           "networkPolicyPeers": [{"namespaceSelector": {"matchExpressions": [
+                               {"key": CLIENT_NAMESPACE_LABEL, "operator": "Exists"}]}}]}],
             "authorization": {"type": "simple"},
             # Replicas of a partition go to brokers in different zones, so one zone's loss keeps every partition.
             "rack": {"topologyKey": "topology.kubernetes.io/zone"},
@@ -159,8 +240,10 @@ class StrimziKafka(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
                                         depends_on=[*args.depends_on, *crds]))
         crs = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator])
-        self._cr_opts = crs
         cluster_label = {"strimzi.io/cluster": cluster}
+        self._teams = teams_by_name(args.teams)
+        self._cluster_ca = self._ca(name, "cluster")
+        self._clients_ca = self._ca(name, "clients")
         metrics = k8s.core.v1.ConfigMap(f"{name}-metrics", metadata={"name": METRICS_CONFIG, "namespace": ns},
                                         data={"kafka-metrics-config.yml": JMX_RULES}, opts=crs)
         pool = k8s.apiextensions.CustomResource(
@@ -171,17 +254,22 @@ class StrimziKafka(pulumi.ComponentResource):
             f"{name}-cluster", api_version=API, kind="Kafka",
             metadata={"name": cluster, "namespace": ns, "annotations": READY},
             spec=kafka_spec(cfg),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[operator, pool, metrics]))
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[
+                operator, pool, metrics, *self._cluster_ca.secrets, *self._clients_ca.secrets]))
         topic_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[kafka])
-        self._topics = [
-            k8s.apiextensions.CustomResource(
-                f"{name}-topic-{topic.role}", api_version=API, kind="KafkaTopic",
-                metadata={"name": topic.name, "namespace": ns, "labels": cluster_label, "annotations": READY},
-                spec={"partitions": topic.partitions, "replicas": topic.replication_factor,
-                      "config": {"retention.ms": topic.retention_hours * 3_600_000,
-                                 "min.insync.replicas": min(cfg.min_insync_replicas, topic.replication_factor)}},
-                opts=topic_opts)
-            for topic in cfg.topics.values()]
+        self._topics: dict[str, list[pulumi.Resource]] = {}
+        for team in self._teams.values():
+            self._topics[team.name] = []
+            for role, topic_name in team_topics(team).items():
+                size = topic_sizing(cfg, role)
+                k8s_name, named = topic_metadata(team, role, topic_name)
+                self._topics[team.name].append(k8s.apiextensions.CustomResource(
+                    f"{name}-topic-{team.name}-{role}", api_version=API, kind="KafkaTopic",
+                    metadata={"name": k8s_name, "namespace": ns, "labels": cluster_label, "annotations": READY},
+                    spec={**named, "partitions": size.partitions, "replicas": size.replication_factor,
+                          "config": {"retention.ms": size.retention_hours * 3_600_000,
+                                     "min.insync.replicas": min(cfg.min_insync_replicas, size.replication_factor)}},
+                    opts=topic_opts))
         # Brokers (JMX exporter) and the Kafka Exporter both serve metrics on the `tcp-prometheus` port.
         k8s.apiextensions.CustomResource(
             f"{name}-podmonitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
@@ -195,23 +283,83 @@ class StrimziKafka(pulumi.ComponentResource):
         self.bootstrap = pulumi.Output.from_input(f"{cluster}-kafka-bootstrap.{ns}.svc.cluster.local:{TLS_PORT}")
         self.register_outputs({"bootstrap": self.bootstrap})
 
+    def _ca(self, name: str, role: str) -> "_Ca":
+        """One of Strimzi's CAs, generated here, as the two Secrets Strimzi looks up (by name, among the Secrets
+        labelled with its kind and cluster): `<cluster>-<role>-ca` (ca.key) and `<cluster>-<role>-ca-cert` (ca.crt).
+        PEM only (PKCS #8 key, as Strimzi writes its own): Strimzi uses no PKCS #12 store from a CA you supply."""
+        args, cluster = self._args, self._args.cluster_name
+        child = pulumi.ResourceOptions(parent=self)
+        # RSA 4096, as the CAs Strimzi generates. Never replaced by a code change: see CA_VALIDITY_HOURS.
+        key = tls.PrivateKey(f"{name}-{role}-ca-key", algorithm="RSA", rsa_bits=4096,
+                             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["algorithm", "rsa_bits"]))
+        cert = tls.SelfSignedCert(
+            f"{name}-{role}-ca", private_key_pem=key.private_key_pem,
+            subject={"common_name": f"{cluster} {role} CA", "organization": "mlplatform"},
+            is_ca_certificate=True, set_subject_key_id=True, allowed_uses=["cert_signing", "crl_signing"],
+            validity_period_hours=CA_VALIDITY_HOURS, early_renewal_hours=CA_EARLY_RENEWAL_HOURS, opts=child)
+        labels = {"strimzi.io/kind": "Kafka", "strimzi.io/cluster": cluster}
+        opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=list(args.depends_on))
+        cert_secret = k8s.core.v1.Secret(
+            f"{name}-{role}-ca-cert-secret", metadata={
+                "name": f"{cluster}-{role}-ca-cert", "namespace": args.namespace, "labels": labels,
+                "annotations": {"strimzi.io/ca-cert-generation": cert.validity_start_time.apply(ca_generation)}},
+            string_data={"ca.crt": cert.cert_pem}, opts=opts)
+        key_secret = k8s.core.v1.Secret(
+            f"{name}-{role}-ca-key-secret", metadata={
+                "name": f"{cluster}-{role}-ca", "namespace": args.namespace, "labels": labels,
+                "annotations": {"strimzi.io/ca-key-generation": "0"}},
+            string_data={"ca.key": pulumi.Output.secret(key.private_key_pem_pkcs8)}, opts=opts)
+        return _Ca(key=key, cert=cert, secrets=[cert_secret, key_secret])
+
     def grant(self, request: KafkaGrant, parent: pulumi.Resource) -> KafkaClientAccess:
         args = self._args
-        user = k8s.apiextensions.CustomResource(
-            f"{request.client}-kafka-user", api_version=API, kind="KafkaUser",
-            metadata={"name": request.client, "namespace": args.namespace,
+        team = check_grant(request, self._teams)
+        user = user_name(request)
+        if len(user) > MAX_USER_NAME:
+            raise ValueError(f"Kafka user {user!r} is longer than {MAX_USER_NAME} characters (a certificate's CN)")
+        res = f"{request.namespace}-{request.client}-kafka"
+        child = pulumi.ResourceOptions(parent=parent)
+        kafka_user = k8s.apiextensions.CustomResource(
+            f"{res}-user", api_version=API, kind="KafkaUser",
+            metadata={"name": user, "namespace": args.namespace,
                       "labels": {"strimzi.io/cluster": args.cluster_name}, "annotations": READY},
-            spec={"authentication": {"type": "tls"}, "authorization": {"type": "simple", "acls": acls(request)}},
+            spec={"authentication": {"type": "tls-external"},
+                  "authorization": {"type": "simple", "acls": acls(request)}},
             opts=pulumi.ResourceOptions(parent=parent, provider=args.k8s_provider, depends_on=[self._kafka]))
-        # The user's certificate and key (written by the User Operator under the user's name) plus the cluster CA
-        # that signed the brokers' certificates, in the file names workloads/common/kafka_config.py expects.
-        volume = {"name": "kafka-tls", "projected": {"sources": [
-            {"secret": {"name": request.client, "items": [{"key": "user.crt", "path": "user.crt"},
-                                                          {"key": "user.key", "path": "user.key"}]}},
-            {"secret": {"name": f"{args.cluster_name}-cluster-ca-cert", "items": [{"key": "ca.crt",
-                                                                                  "path": "ca.crt"}]}},
-        ]}}
+        # ECDSA P-256: cheap handshakes; the subject is the CN alone, because Kafka's default principal is the whole
+        # subject DN and Strimzi's ACLs name `CN=<user>`.
+        key = tls.PrivateKey(f"{res}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(f"{res}-csr", private_key_pem=key.private_key_pem,
+                              subject={"common_name": user}, opts=child)
+        ca = self._clients_ca
+        cert = tls.LocallySignedCert(
+            f"{res}-cert", cert_request_pem=csr.cert_request_pem, ca_cert_pem=ca.cert.cert_pem,
+            ca_private_key_pem=ca.key.private_key_pem, allowed_uses=["digital_signature", "client_auth"],
+            validity_period_hours=CLIENT_VALIDITY_HOURS, early_renewal_hours=CLIENT_EARLY_RENEWAL_HOURS, opts=child)
+        # The file names workloads/common/kafka_config.py expects; ca.crt is the cluster CA the brokers' certificates
+        # chain to (public).
+        namespace = args.team_namespaces.get(team.name)
+        secret_name = f"{request.client}-kafka-tls"
+        secret = k8s.core.v1.Secret(
+            f"{res}-tls", metadata={"name": secret_name, "namespace": request.namespace,
+                                    "labels": {"app.kubernetes.io/name": request.client}},
+            string_data={"user.crt": cert.cert_pem, "user.key": pulumi.Output.secret(key.private_key_pem_pkcs8),
+                         "ca.crt": self._cluster_ca.cert.cert_pem},
+            opts=pulumi.ResourceOptions(parent=parent, provider=args.k8s_provider,
+                                        depends_on=[namespace] if namespace else []))
+        volume = {"name": "kafka-tls", "secret": {"secretName": secret_name, "items": [
+            {"key": k, "path": k} for k in ("user.crt", "user.key", "ca.crt")]}}
+        checksum = pulumi.Output.all(cert.cert_pem, self._cluster_ca.cert.cert_pem).apply(
+            lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest()[:16])
         return KafkaClientAccess(
             env={"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_AUTH": "mtls", "KAFKA_TLS_DIR": TLS_DIR},
             volumes=[volume], volume_mounts=[{"name": "kafka-tls", "mountPath": TLS_DIR, "readOnly": True}],
-            depends_on=[user, *self._topics])
+            depends_on=[secret, kafka_user, *self._topics[team.name]],
+            pod_annotations={"mlplatform.io/kafka-tls-checksum": checksum})
+
+
+@dataclass(frozen=True)
+class _Ca:
+    key: tls.PrivateKey
+    cert: tls.SelfSignedCert
+    secrets: list[k8s.core.v1.Secret]

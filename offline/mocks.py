@@ -7,6 +7,7 @@ type and name so that a run is reproducible and a plan can be diffed between rev
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 
 import pulumi
@@ -38,6 +39,32 @@ def _digest(*parts: str, length: int = 17) -> str:
 def mock_id(type_: str, name: str) -> str:
     prefix = _ID_PREFIXES.get(type_)
     return f"{prefix}-{_digest(type_, name)}" if prefix else f"{name}-{_digest(type_, name, length=8)}"
+
+
+# Every certificate the offline run "issues" starts here, so plans are reproducible.
+TLS_VALIDITY_START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _pem(label: str, *parts: str) -> str:
+    """A PEM block with the right armour and placeholder content (the provider that would mint it is not here)."""
+    body = base64.b64encode(f"offline {label} {'/'.join(parts)}".encode()).decode()
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
+def _tls(type_: str, name: str, inputs: dict) -> dict:
+    """pulumi_tls outputs (keys, requests, certificates); the SDK itself marks the private keys secret."""
+    if type_ == "tls:index/privateKey:PrivateKey":
+        return {"privateKeyPem": _pem("RSA PRIVATE KEY", name), "privateKeyPemPkcs8": _pem("PRIVATE KEY", name),
+                "privateKeyOpenssh": _pem("OPENSSH PRIVATE KEY", name), "publicKeyPem": _pem("PUBLIC KEY", name),
+                "publicKeyOpenssh": f"ssh-offline {_digest(name)}", "publicKeyFingerprintSha256": _digest(name, 'fp')}
+    if type_ == "tls:index/certRequest:CertRequest":
+        return {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
+    if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        end = TLS_VALIDITY_START + datetime.timedelta(hours=int(inputs.get("validityPeriodHours", 0)))
+        return {"certPem": _pem("CERTIFICATE", name), "readyForRenewal": False,
+                "validityStartTime": TLS_VALIDITY_START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "validityEndTime": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {}
 
 
 def issuer_arn(arn: str) -> str:
@@ -126,6 +153,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
                     "latestRevision": 1}
         if type_ == "aws:cloudwatch/logGroup:LogGroup":
             return {"arn": f"arn:aws:logs:{region}:{acct}:log-group:{inputs.get('name', name)}"}
+        if type_.startswith("tls:"):
+            return _tls(type_, name, inputs)
         if type_.startswith("aws:") and "arn" not in inputs:
             service = type_.split(":")[1].split("/")[0]
             return {"arn": f"arn:aws:{service}:{region}:{acct}:{name}/{rid}"}
