@@ -52,7 +52,8 @@ class MlflowDatabaseArgs:
 
 class MlflowDatabase(pulumi.ComponentResource):
     uri: pulumi.Output[str]
-    """postgresql://... with the password: a secret Output."""
+    """postgresql+psycopg2://... with the password: a secret Output. The driver is named: SQLAlchemy 2.1 takes a
+    bare `postgresql://` to mean psycopg 3, and the MLflow image installs psycopg2."""
     host: pulumi.Output[str]
 
     def __init__(self, name: str, args: MlflowDatabaseArgs, opts: pulumi.ResourceOptions | None = None):
@@ -65,7 +66,7 @@ class MlflowDatabase(pulumi.ComponentResource):
         else:
             self.host, port, sslmode = self._in_cluster(name, args, password)
         self.uri = pulumi.Output.secret(pulumi.Output.all(password.result, self.host, port).apply(
-            lambda a: f"postgresql://{DB_USER}:{a[0]}@{a[1]}:{int(a[2])}/{DB_NAME}{sslmode}"))
+            lambda a: f"postgresql+psycopg2://{DB_USER}:{a[0]}@{a[1]}:{int(a[2])}/{DB_NAME}{sslmode}"))
         self.register_outputs({"host": self.host})
 
     def _rds(self, name: str, args: MlflowDatabaseArgs, password: random.RandomPassword):

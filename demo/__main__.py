@@ -34,19 +34,27 @@ def text_summary(s: dict) -> str:
                  f"{d['malformed_to_dead_letter']} malformed sent to the dead-letter topic")
     lake = ", ".join(f"{area}: {v['parquet_files']} Parquet files" for area, v in d["lake"].items())
     lines.append(f"  lake       {lake}")
-    for m in s["models"]:
-        metrics = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in m["metrics"].items())
-        lines.append(f"  model v{m['version']:<3} {('@' + ', @'.join(m['aliases'])) if m['aliases'] else '':<22} {metrics}")
-        if "compared_with" in m:
-            c = m["compared_with"]
-            score = c["test_pr_auc_same_data"]
-            score = f"{float(score):.3f}" if score not in (None, "none") else "not evaluated"
-            lines.append(f"  {'':<33} promotion test: v{c['version']} scored pr_auc {score} on the same test data")
+    teams = "; ".join(f"{t} ({v['user']}) owns {', '.join(v['models'])}" for t, v in s["teams"].items())
+    lines.append(f"  teams      {teams}")
+    served = next(iter(s["teams"].values()))["models"][0]
+    for name, versions in [(served, s["models"]), *s["other_models"].items()]:
+        for m in versions:
+            metrics = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in m["metrics"].items())
+            aliases = ("@" + ", @".join(m["aliases"])) if m["aliases"] else ""
+            lines.append(f"  {name:<16} v{m['version']:<3} {aliases:<12} {metrics}")
+            if "compared_with" in m:
+                c = m["compared_with"]
+                score = c["test_pr_auc_same_data"]
+                score = f"{float(score):.3f}" if score not in (None, "none") else "not evaluated"
+                lines.append(f"  {'':<35} promotion test: v{c['version']} scored pr_auc {score} on the same test data")
     lines.append(f"  serving    {serving['requests']} predictions, {serving['errors']} errors, {serving['rps']:.0f} req/s, "
                  f"p50 {serving['p50_ms']:.1f} ms, p95 {serving['p95_ms']:.1f} ms, p99 {serving['p99_ms']:.1f} ms")
     drifted = [f"{k} {v:.2f}" for k, v in drift["psi"].items() if v > (drift["threshold"] or 0)]
     lines.append(f"  drift      {'detected' if drift['detected'] else 'not detected'}"
                  f"{' (PSI ' + ', '.join(drifted) + ')' if drifted else ''}; champion now v{s['champion']}")
+    r = s["refused"]
+    lines.append(f"  access     {r['user']} registering {r['model']}: refused, HTTP {r['status']} {r['error_code']} "
+                 f"({r['endpoint']}); {r['model']}@champion still v{r['champion_after']}")
     w = s["where"]
     lines += ["", "  where to look (while --hold keeps them up):",
               f"    MLflow UI   {w['mlflow_ui']}",
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def hold(summary: dict) -> None:
         print(text_summary(summary), file=sys.stderr)
+        user, password = summary["login"]
+        print(f"MLflow UI login for this run: {user} / {password}", file=sys.stderr)
         print("Services are up; press Ctrl-C to stop them.", file=sys.stderr)
         try:
             while True:

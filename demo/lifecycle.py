@@ -1,13 +1,16 @@
 """The demo's lifecycle: data into Kafka, lake ingestion, training and promotion, serving, drift, retraining.
 
 Every step talks to real local services through the workloads' own entry points, exactly as the cluster runs
-them; only the data generator is called in-process.
+them; only the data generator is called in-process. MLflow runs with its permissions on and two teams, each
+training under its own MLflow user: fraud owns fraud-detector, payments owns chargeback-risk, and payments'
+training pointed at fraud-detector is refused by the server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,13 @@ from demo.progress import Progress
 from demo.traffic import request_bodies, run_load
 from local_services import LocalServices, free_port
 
-STEPS = 10
+STEPS = 12
+# team -> its models, as ml-platform:teams / ml-platform:models would give them; the first team's model is served.
+TEAMS = {"fraud": ("fraud-detector",), "payments": ("chargeback-risk",)}
+OWNER, OTHER = "fraud", "payments"
+# Training's exit status when MLflow refuses its user (workloads/training/main.py EXIT_REFUSED).
+TRAINING_REFUSED = 4
+REFUSAL = re.compile(r"MLflow refused (?P<user>\S+) \(HTTP (?P<status>\d+) (?P<code>\w+)(?: at (?P<endpoint>\S+))?\)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,20 @@ def model_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
     return versions
 
 
+def champion_of(tracking_uri: str, name: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri).get_registered_model(name).aliases.get("champion")
+
+
+def refusal(log: Path) -> dict[str, Any]:
+    """The refusal training reported (one log line); empty when there was none."""
+    found = REFUSAL.search(log.read_text(errors="replace"))
+    if not found:
+        return {}
+    return {"user": found["user"], "status": int(found["status"]), "error_code": found["code"],
+            "endpoint": found["endpoint"]}
+
+
 def produce(env: dict[str, str], pairs: list[tuple[bytes | None, bytes]]) -> None:
     from common.kafka_config import producer_config
     from datagen.__main__ import produce as produce_pairs
@@ -88,14 +111,20 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
     # The MLflow database lives in the workdir but S3 and Kafka are in memory: a second run in the same workdir
     # must not inherit model versions whose artifacts are gone.
     shutil.rmtree(workdir / "services", ignore_errors=True)
-    progress.step(f"Starting local services ({', '.join(services)}) on 127.0.0.1")
-    with LocalServices(workdir / "services", services=services, ports=ports,
+    progress.step(f"Starting local services ({', '.join(services)}) on 127.0.0.1, MLflow with permissions on")
+    with LocalServices(workdir / "services", services=services, ports=ports, mlflow_teams=TEAMS,
                        scrape_targets=[f"127.0.0.1:{serve_port}", f"127.0.0.1:{ingest_port}"]) as svc:
-        env = svc.env()
+        env = svc.env(OWNER)
         os.environ.update(env)  # the demo itself reads the lake and the registry as a client of these services
         workloads = Workloads(workdir, env)
+        other_env = svc.env(OTHER)
+        other_model = TEAMS[OTHER][0]
+        as_other = {k: other_env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                              "MLFLOW_EXPERIMENT", "MODEL_NAME")}
+        summary["teams"] = {t: {"user": svc.mlflow_credentials(t)[0], "models": list(m)} for t, m in TEAMS.items()}
         try:
-            progress.done(", ".join(f"{s} :{svc.ports[s]}" for s in services))
+            progress.done(", ".join(f"{s} :{svc.ports[s]}" for s in services) + "; MLflow users "
+                          + ", ".join(v["user"] for v in summary["teams"].values()))
 
             progress.step(f"Generating {sizes.transactions} transactions (1% malformed) into Kafka")
             pairs = build(sizes.transactions, seed=7, drift=False, bad_fraction=0.01)
@@ -119,10 +148,17 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
             progress.done(f"{sizes.transactions} records in the curated area")
 
             train_env = {"EPOCHS": str(sizes.epochs), "METRICS_PORT": "0"}
-            progress.step(f"Training the first model ({sizes.epochs} epochs) and registering it")
+            progress.step(f"Training the first model ({sizes.epochs} epochs) and registering it, as "
+                          f"{env['MLFLOW_TRACKING_USERNAME']}")
             workloads.run("training-1", "training", {**train_env, "CHECKPOINT_URI": env["CHECKPOINT_URI"] + "run-1/"})
             first = model_versions(svc.mlflow_uri, env["MODEL_NAME"])
-            progress.done(f"version {first[-1]['version']} -> {', '.join(first[-1]['aliases'])}")
+            progress.done(f"{env['MODEL_NAME']} version {first[-1]['version']} -> {', '.join(first[-1]['aliases'])}")
+
+            progress.step(f"Training {other_model} as {as_other['MLFLOW_TRACKING_USERNAME']}, its own model")
+            workloads.run("training-payments", "training", {**train_env, **as_other,
+                                                            "CHECKPOINT_URI": env["CHECKPOINT_URI"] + "payments-1/"})
+            theirs = model_versions(svc.mlflow_uri, other_model)
+            progress.done(f"{other_model} version {theirs[-1]['version']} -> {', '.join(theirs[-1]['aliases'])}")
 
             progress.step("Starting the inference server on models:/fraud-detector@champion")
             ready_url = f"http://127.0.0.1:{serve_port}/healthz/ready"
@@ -168,8 +204,25 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
             newest = versions[-1]
             progress.done(f"version {newest['version']} -> {', '.join(newest['aliases']) or 'no alias'}")
 
-            progress.step("Checking the server follows the champion alias")
             champion = next(v["version"] for v in versions if "champion" in v["aliases"])
+            progress.step(f"Training as {as_other['MLFLOW_TRACKING_USERNAME']}, pointed at {env['MODEL_NAME']} "
+                          f"(must be refused)")
+            code = workloads.run("training-refused", "training", {
+                **train_env, **as_other, "MODEL_NAME": env["MODEL_NAME"],
+                "CHECKPOINT_URI": env["CHECKPOINT_URI"] + "payments-at-fraud/"}, ok_codes=(0, TRAINING_REFUSED))
+            refused = refusal(workloads.log("training-refused"))
+            after = champion_of(svc.mlflow_uri, env["MODEL_NAME"])
+            if code != TRAINING_REFUSED or refused.get("status") != 403:
+                raise StepError(f"{as_other['MLFLOW_TRACKING_USERNAME']} was not refused on {env['MODEL_NAME']} "
+                                f"(exit code {code}): MLflow's permissions are not in force")
+            if after != champion:
+                raise StepError(f"{env['MODEL_NAME']}@champion moved from v{champion} to v{after}")
+            summary["refused"] = {**refused, "team": OTHER, "model": env["MODEL_NAME"], "exit_code": code,
+                                  "champion_before": champion, "champion_after": after}
+            progress.done(f"refused: HTTP {refused['status']} {refused['error_code']} at {refused['endpoint']}; "
+                          f"{env['MODEL_NAME']}@champion still v{after}")
+
+            progress.step("Checking the server follows the champion alias")
 
             def serving_champion():
                 probe = run_load(url, request_bodies(holdout[:50], 1), concurrency=2, total=20)
@@ -182,12 +235,14 @@ def run(workdir: Path, fast: bool, progress: Progress, hold=None, ports: dict[st
                 "data": {"transactions": sizes.transactions, "malformed_to_dead_letter": bad,
                          "drifted_transactions": sizes.drifted, "lake": lake_summary(svc.buckets)},
                 "models": versions, "champion": champion,
+                "other_models": {other_model: model_versions(svc.mlflow_uri, other_model)},
                 "where": {"mlflow_ui": svc.mlflow_uri, "prometheus": svc.prometheus_url if "prometheus" in services
                           else None, "s3_endpoint": svc.s3_endpoint, "lake_buckets": svc.buckets,
                           "logs": str(workdir / "logs")},
             })
             if hold:
-                hold(summary)
+                # The UI asks for a login now; this run's generated one is shown while held, never in the summary.
+                hold({**summary, "login": svc.mlflow_credentials(OWNER)})
         finally:
             workloads.stop_all()
     summary["stopped"] = True

@@ -2,11 +2,17 @@
 
 Every child runs in its own process group, so stopping it also stops anything it forked (the MLflow server
 runs uvicorn workers). Logs go to ``<workdir>/logs/<service>.log``; failures quote the log's tail.
+
+MLflow runs as on the cluster: the basic-auth app, users and grants in the tracking database, an admin whose
+password is generated per run, and one user per team made by the same sync the cluster runs
+(workloads/mlflow-server/auth_sync.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +31,14 @@ TOPIC_PARTITIONS = 3
 # moto accepts any credentials; these exist so boto3 never goes looking for real ones.
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 HEALTH_TIMEOUT_S = {"s3": 20.0, "kafka": 20.0, "mlflow": 90.0, "prometheus": 15.0}
+# team -> its models; the first team is the one env() and this process act as.
+DEFAULT_MLFLOW_TEAMS: dict[str, tuple[str, ...]] = {"fraud": ("fraud-detector",)}
+MLFLOW_ADMIN = "admin"
+# Each basic-auth check hashes the password (scrypt, ~0.3 s of CPU here); a short cache keeps a training run from
+# spending most of its time on that. A changed password is honoured at once by the single worker used here.
+MLFLOW_AUTH_CACHE_SECONDS = 30
+AUTH_SYNC = Path(__file__).resolve().parents[1] / "workloads" / "mlflow-server" / "auth_sync.py"
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 class ServiceError(RuntimeError):
@@ -55,6 +69,17 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def load_auth_sync():
+    """workloads/mlflow-server/auth_sync.py as a module (its directory is no package: the image runs it as a file)."""
+    name = "mlflow_auth_sync"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, AUTH_SYNC)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is being made
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def tansu_binary() -> Path:
@@ -101,6 +126,10 @@ class LocalServices:
 
     ``ports`` fixes a service's port (``{"s3": 9000}``); otherwise a free one is picked.
     ``scrape_targets`` are host:port pairs Prometheus scrapes at /metrics.
+    ``mlflow_teams`` maps each team to its models: user ``team-<team>`` with a generated password, MANAGE on its
+    models and their experiments (named as the model), READ on everything else. While the services run, this
+    process's MLflow clients act as the first team (MLFLOW_TRACKING_USERNAME/PASSWORD in os.environ, put back on
+    exit), as ``env()`` does for the workloads; ``env(team)`` gives another team's.
     """
 
     def __init__(
@@ -109,6 +138,7 @@ class LocalServices:
         services: Sequence[str] = ("s3", "kafka", "mlflow"),
         ports: Mapping[str, int] | None = None,
         scrape_targets: Sequence[str] = (),
+        mlflow_teams: Mapping[str, Sequence[str]] | None = None,
     ):
         unknown = [s for s in services if s not in SERVICES]
         if unknown:
@@ -121,8 +151,15 @@ class LocalServices:
         self.scrape_targets = list(scrape_targets)
         self.buckets = dict(BUCKETS)
         self.topics = dict(TOPICS)
+        self.mlflow_teams = {t: tuple(m) for t, m in (mlflow_teams or DEFAULT_MLFLOW_TEAMS).items()}
+        if not self.mlflow_teams or not all(self.mlflow_teams.values()):
+            raise ValueError("mlflow_teams: every team needs at least one model")
+        # Generated per run, never written anywhere but the (0600) auth config in the workdir.
+        self.mlflow_admin = (MLFLOW_ADMIN, secrets.token_urlsafe(24))
+        self.mlflow_passwords = {team: secrets.token_urlsafe(24) for team in self.mlflow_teams}
         self._procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
+        self._saved_env: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -141,16 +178,30 @@ class LocalServices:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
 
-    def env(self) -> dict[str, str]:
-        """The CONTRACT.md environment for workloads talking to these services."""
+    @property
+    def default_team(self) -> str:
+        return next(iter(self.mlflow_teams))
+
+    def mlflow_credentials(self, team: str | None = None) -> tuple[str, str]:
+        """(username, password) of a team's MLflow user."""
+        team = team or self.default_team
+        if team not in self.mlflow_passwords:
+            raise KeyError(f"no MLflow user for team {team!r}; teams: {', '.join(self.mlflow_teams)}")
+        return f"team-{team}", self.mlflow_passwords[team]
+
+    def env(self, team: str | None = None) -> dict[str, str]:
+        """The CONTRACT.md environment for workloads talking to these services, as `team` (default: the first)."""
+        team = team or self.default_team
+        model = self.mlflow_teams[team][0]
         env = dict(DUMMY_AWS)
         env.update(
             {
                 "LAKE_RAW_URI": f"s3://{self.buckets['raw']}/transactions/",
                 "LAKE_CURATED_URI": f"s3://{self.buckets['curated']}/transactions/",
                 "CHECKPOINT_URI": f"s3://{self.buckets['artifacts']}/checkpoints/",
-                "MLFLOW_EXPERIMENT": "fraud-detection",
-                "MODEL_NAME": "fraud-detector",
+                # The experiment is named as the model, as on the cluster.
+                "MLFLOW_EXPERIMENT": model,
+                "MODEL_NAME": model,
             }
         )
         if "s3" in self.services:
@@ -168,6 +219,7 @@ class LocalServices:
             )
         if "mlflow" in self.services:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_uri
+            env.update(zip(CREDENTIAL_VARS, self.mlflow_credentials(team)))
         return env
 
     # ------------------------------------------------------------------ lifecycle
@@ -208,11 +260,34 @@ class LocalServices:
             self._wait("prometheus", self._http_ok(f"{self.prometheus_url}/-/ready"))
         if "mlflow" in self.services:
             self._wait("mlflow", self._http_ok(f"{self.mlflow_uri}/health"))
+            self.sync_mlflow()
+            for var, value in zip(CREDENTIAL_VARS, self.mlflow_credentials()):
+                self._saved_env.setdefault(var, os.environ.get(var))
+                os.environ[var] = value
+
+    def sync_mlflow(self):
+        """Users, models, experiments and grants for `mlflow_teams`, as the cluster's sync Job makes them; returns
+        the sync's summary. Run again after changing `mlflow_passwords` or `mlflow_teams`."""
+        sync = load_auth_sync()
+        plan = sync.Plan.parse({"teams": list(self.mlflow_teams),
+                                "models": {m: t for t, models in self.mlflow_teams.items() for m in models}},
+                               {t: {"password": p} for t, p in self.mlflow_passwords.items()})
+        try:
+            return sync.Sync(self.mlflow_uri, self.mlflow_admin).run(plan)
+        except sync.SyncError as exc:
+            raise ServiceError("mlflow", self.ports["mlflow"], f"auth sync failed: {exc}",
+                               self._logs.get("mlflow")) from exc
 
     def stop(self) -> None:
         for service, proc in reversed(list(self._procs.items())):
             _stop_group(proc)
         self._procs.clear()
+        for var, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        self._saved_env.clear()
 
     # ------------------------------------------------------------------ internals
     def _spawn(self, service: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
@@ -228,20 +303,38 @@ class LocalServices:
             except OSError as exc:
                 raise ServiceError(service, self.ports[service], f"cannot run {argv[0]}: {exc}") from exc
 
+    def _write_auth_config(self, database_uri: str) -> Path:
+        """The basic-auth app's ini, readable by this user only (it holds the admin's bootstrap password)."""
+        path = self.workdir / "mlflow-auth.ini"
+        text = render_auth_config(database_uri, *self.mlflow_admin, cache_seconds=MLFLOW_AUTH_CACHE_SECONDS)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return path
+
     def _spawn_mlflow(self) -> None:
         mlflow = _venv_tool("mlflow")
         if not mlflow:
             raise ServiceError("mlflow", self.ports["mlflow"], "the mlflow command is not installed")
+        try:
+            import flask_wtf  # noqa: F401  (the basic-auth app refuses to start without it)
+        except ImportError as exc:
+            raise ServiceError("mlflow", self.ports["mlflow"],
+                               "the basic-auth app needs Flask-WTF (pip install -r requirements-workloads.txt)") from exc
+        # Users and grants live in the tracking database, as on the cluster (their own tables and version table).
+        database = f"sqlite:///{self.workdir / 'mlflow.db'}"
         self._spawn(
             "mlflow",
-            [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.ports["mlflow"]),
-             "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+            [mlflow, "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(self.ports["mlflow"]),
+             "--backend-store-uri", database,
              "--artifacts-destination", f"s3://{self.buckets['artifacts']}/mlflow", "--workers", "1"],
             # Only the server needs S3 settings: clients upload through its artifact proxy.
             # Job execution (GenAI evaluation jobs) starts a pool of Huey consumer processes, ~240 MB each, that
             # tracking and the registry never use.
             env={**DUMMY_AWS, "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": DUMMY_AWS["AWS_REGION"],
-                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                 "MLFLOW_AUTH_CONFIG_PATH": str(self._write_auth_config(database)),
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)},
         )
 
     def _spawn_prometheus(self) -> None:
@@ -299,6 +392,20 @@ class LocalServices:
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         for bucket in self.buckets.values():
             s3.create_bucket(Bucket=bucket)
+
+
+def render_auth_config(database_uri: str, admin_username: str, admin_password: str, *,
+                       default_permission: str = "READ", cache_seconds: int = 0) -> str:
+    """MLflow's basic_auth.ini. configparser interpolates `%`, so values carry it doubled."""
+    values = {
+        "default_permission": default_permission,
+        "database_uri": database_uri,
+        "admin_username": admin_username,
+        "admin_password": admin_password,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "auth_cache_ttl_seconds": str(cache_seconds),
+    }
+    return "[mlflow]\n" + "".join(f"{k} = {v.replace('%', '%%')}\n" for k, v in values.items())
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:

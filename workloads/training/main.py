@@ -24,6 +24,10 @@ from .trainer import EpochStats, Hooks, init_distributed, train
 
 log = logging.getLogger("training")
 
+EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 1, 2, 4
+"""Exit statuses besides 0: no usable data (1), bad configuration (2), refused by MLflow's permissions (4). Neither
+2 nor 4 gets better with a retry."""
+
 
 class MainHooks(Hooks):
     """Rank 0's reporting: Prometheus on every step, MLflow once per epoch (per-step calls would dominate)."""
@@ -208,11 +212,27 @@ def main() -> int:
         cfg = load_config()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     try:
         return run(cfg)
     except DataError as exc:
         log.error("no usable training data: %s", exc)
-        if mlflow.active_run():
-            mlflow.end_run(status="FAILED")
-        return 1
+        _fail_run()
+        return EXIT_FAILED
+    except MlflowException as exc:
+        if not registry.is_refusal(exc):
+            raise
+        log.error("%s", registry.refusal_message(exc, cfg.model_name, cfg.experiment))
+        _fail_run()
+        return EXIT_REFUSED
+
+
+def _fail_run() -> None:
+    """Marks this job's MLflow run FAILED, if one was started (and MLflow still lets us)."""
+    active = mlflow.active_run()
+    if active is None:
+        return
+    try:
+        mlflow.end_run(status="FAILED")
+    except MlflowException as exc:
+        log.warning("could not mark MLflow run %s FAILED: %s", active.info.run_id, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,6 +25,8 @@ from .model import Scorer
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# What the MLflow server answers when its basic-auth app refuses a request.
+REFUSALS = {"PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401}
 WORKLOADS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_SCRIPT = os.path.join(WORKLOADS_DIR, "training", "serving.py")
 # What `mlflow models serve` needs to run serving.py; pinned like requirements-workloads.txt.
@@ -43,6 +46,26 @@ class Decision:
     new_pr_auc: float
     champion_version: str | None
     champion_pr_auc: float | None
+
+
+def is_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, MlflowException) and exc.error_code in REFUSALS
+
+
+def refusal_message(exc: MlflowException, model_name: str, experiment: str) -> str:
+    """One paragraph saying who was refused what and where to look; the server's words stay at the end."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(no user: MLFLOW_TRACKING_USERNAME is not set)"
+    found = re.search(r"endpoint (\S+) failed", str(exc))
+    where = f" at {found.group(1)}" if found else ""
+    status = f"HTTP {REFUSALS[exc.error_code]} {exc.error_code}"
+    if exc.error_code == "UNAUTHENTICATED":
+        return (f"MLflow refused the credentials of {user} ({status}{where}): MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD must be the team's MLflow user (its mlflow-credentials Secret).")
+    return (f"MLflow refused {user} ({status}{where}): this job may change only its own team's models and "
+            f"experiments, and MODEL_NAME={model_name!r} / MLFLOW_EXPERIMENT={experiment!r} include one it does "
+            "not own (every team can read all models, but registering versions and moving the champion alias "
+            "need the owner's MANAGE grant). Point the job at its own team's model, or move the model to this team "
+            "in ml-platform:models.")
 
 
 def _encoder_package(directory: str) -> str:
