@@ -17,8 +17,10 @@ import pulumi_random as random
 from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT
 from components.kafka_msk import scrape_specs
 from components.observability import dashboards
-from components.observability.alert_rules import rule_groups
+from components.observability.alert_rules import PLATFORM_GROUP, rule_groups
+from platform_config.model import GpuPoolConfig
 from platform_config.services_model import MonitoringConfig
+from platform_config.teams_model import ModelConfig
 from platform_config.versions import (DCGM_EXPORTER_REPO, DCGM_EXPORTER_VERSION, KUBE_PROMETHEUS_STACK_REPO,
                                       KUBE_PROMETHEUS_STACK_VERSION)
 
@@ -40,6 +42,11 @@ CHART_INHIBIT_RULES = [
     {"source_matchers": ["alertname = InfoInhibitor"], "target_matchers": ["severity = info"], "equal": ["namespace"]},
     {"target_matchers": ["alertname = InfoInhibitor"]},
 ]
+# The platform's SLO alerts carry `model`: the chart's critical-silences-warning rule compares only namespace and
+# alertname, so one model's page would hide another model's ticket in the same team namespace. Comparing `model`
+# too changes nothing for alerts without it (absent on both sides counts as equal).
+PLATFORM_INHIBIT_RULES = [{**CHART_INHIBIT_RULES[0], "equal": [*CHART_INHIBIT_RULES[0]["equal"], "model"]},
+                          *CHART_INHIBIT_RULES[1:]]
 # Control-plane components EKS runs out of sight: nothing to scrape, so the chart's "down" alerts would page forever.
 # kube-proxy binds its metrics to 127.0.0.1 on EKS, so its targets would be down too (TargetDown).
 UNSCRAPABLE_ON_EKS = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
@@ -51,6 +58,10 @@ class MonitoringArgs:
     namespace: str
     k8s_provider: k8s.Provider
     storage_class: str
+    models: Sequence[ModelConfig] = ()
+    """Each model gets its SLO and drift rules and its dashboard."""
+    gpu_pools: Sequence[GpuPoolConfig] = ()
+    """Each pool gets its panels on the queues dashboard; its GPUs must report the metrics GpuIdle reads."""
     msk_broker_hosts: pulumi.Output[list[str]] | None = None
     """MSK brokers whose open-monitoring exporters Prometheus scrapes. They become ScrapeConfig resources the
     operator picks up when they appear, so neither the chart nor Prometheus waits for MSK (tens of minutes)."""
@@ -110,11 +121,9 @@ def alertmanager_config(webhook: bool) -> dict:
                   # The chart's always-firing heartbeat and info inhibitor are not for people.
                   "routes": [{"receiver": "null", "matchers": ['alertname = "Watchdog"']},
                              {"receiver": "null", "matchers": ['alertname = "InfoInhibitor"']}]},
-        # The chart's inhibitions, plus: a firing page (critical burn) silences the ticket (warning burn) for the
-        # same alert, whatever namespace the recording rules leave on it.
-        "inhibit_rules": [*CHART_INHIBIT_RULES,
-                          {"source_matchers": ['severity = "critical"'], "target_matchers": ['severity = "warning"'],
-                           "equal": ["alertname"]}],
+        # The chart's inhibitions, the first per model too: a model's page (critical burn) silences its own ticket
+        # (warning burn), no other model's.
+        "inhibit_rules": PLATFORM_INHIBIT_RULES,
         "receivers": [{"name": "null"}, platform],
     }
 
@@ -159,7 +168,9 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-dcgm-exporter", name="dcgm-exporter", chart="dcgm-exporter", version=DCGM_EXPORTER_VERSION,
             repository_opts={"repo": DCGM_EXPORTER_REPO}, namespace=ns, atomic=True, values=dcgm_values(),
             opts=after_stack)
-        for file_name, body in dashboards.rendered().items():
+        models, pools = list(args.models), list(args.gpu_pools)
+        groups = rule_groups(args.config, models, pools)  # checks the pools before anything is declared
+        for file_name, body in dashboards.rendered(models, pools).items():
             k8s.core.v1.ConfigMap(f"{name}-dashboard-{file_name.removesuffix('.json')}", metadata={
                 "name": file_name.removesuffix(".json"), "namespace": ns, "labels": {"grafana_dashboard": "1"}},
                 data={file_name: body}, opts=k8s_opts)
@@ -170,10 +181,14 @@ class Monitoring(pulumi.ComponentResource):
                     f"{name}-scrape-{job}", api_version="monitoring.coreos.com/v1alpha1", kind="ScrapeConfig",
                     metadata={"name": job, "namespace": ns}, spec=specs.apply(lambda s, j=job: s[j]),
                     opts=after_stack)
-        k8s.apiextensions.CustomResource(
-            f"{name}-rules", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
-            metadata={"name": "ml-platform", "namespace": ns}, spec={"groups": rule_groups(args.config)},
-            opts=after_stack)
+        # One PrometheusRule per model besides the platform's: each stays small however many models there are, and
+        # a model's change touches only its own object.
+        for group in groups:
+            suffix = "" if group["name"] == PLATFORM_GROUP else f"-{group['name']}"
+            k8s.apiextensions.CustomResource(
+                f"{name}-rules{suffix}", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
+                metadata={"name": f"ml-platform{suffix}", "namespace": ns}, spec={"groups": [group]},
+                opts=after_stack)
         self.grafana_url = f"http://{RELEASE}-grafana.{ns}.svc.cluster.local:80"
         self.prometheus_url = f"http://{RELEASE}-prometheus.{ns}.svc.cluster.local:9090"
         self.register_outputs({"grafana_url": self.grafana_url, "prometheus_url": self.prometheus_url})

@@ -26,18 +26,47 @@ WORKLOAD_METRICS: dict[str, set[str]] = {  # workloads/CONTRACT.md
     "drift": {"drift_psi", "drift_detected", "drift_last_run_timestamp_seconds"},
 }
 
+# Kueue v0.19.2, pkg/metrics/metrics.go (InitMetricVectors; names are "kueue_" + Name). ClusterQueue series carry
+# `cluster_queue` (the team), and every series `replica_role` (leader, follower or standalone): with leader election
+# both replicas export their gauges, so queries keep replica_role!="follower" to count each workload once.
+KUEUE_METRICS: set[str] = {
+    "kueue_pending_workloads",  # cluster_queue, status (active | inadmissible)
+    "kueue_admitted_active_workloads",  # cluster_queue
+    "kueue_reserving_active_workloads",  # cluster_queue
+    "kueue_admitted_workloads_total",  # cluster_queue, priority_class
+    *_histogram("kueue_admission_wait_time_seconds"),  # cluster_queue, priority_class; recorded on admission
+    "kueue_preempted_workloads_total",  # preempting_cluster_queue, reason
+    "kueue_evicted_workloads_total",  # cluster_queue, reason, underlying_cause, priority_class
+}
+# Registered always but reported only with `metrics.enableClusterQueueResources: true` in Kueue's Configuration
+# (cmd/kueue/main.go WithResourceMetrics; pkg/cache/scheduler/clusterqueue.go reportResourceMetrics and
+# pkg/cache/queue/metrics.go): labels cohort, cluster_queue, flavor, resource (cluster_queue_resource_pending:
+# cluster_queue, resource only). Unset limits are reported as +Inf.
+KUEUE_RESOURCE_METRICS: set[str] = {
+    "kueue_cluster_queue_nominal_quota", "kueue_cluster_queue_borrowing_limit", "kueue_cluster_queue_lending_limit",
+    "kueue_cluster_queue_resource_reservation",  # quota reserved by workloads (what borrowing is measured on)
+    "kueue_cluster_queue_resource_usage",  # quota used by admitted workloads
+    "kueue_cluster_queue_resource_pending",  # requests of pending workloads
+    "kueue_cluster_queue_weighted_share",  # fair sharing on (Configuration fairSharing)
+}
+
 EXPORTER_METRICS: dict[str, set[str]] = {
-    # NVIDIA dcgm-exporter default counters (etc/default-counters.csv).
-    "dcgm-exporter": {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"},
-    # kube-state-metrics, shipped by kube-prometheus-stack.
+    # NVIDIA dcgm-exporter: the chart's exporter-metrics-config-map (deployment/templates/metrics-configmap.yaml at
+    # tag 4.5.3-4.8.2, mounted over etc/default-counters.csv). DCGM_FI_DEV_GPU_UTIL is not reported for MIG
+    # instances; DCGM_FI_PROF_GR_ENGINE_ACTIVE (a 0..1 ratio, a profiling "DCP" field) is, per GPU instance.
+    "dcgm-exporter": {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_FB_USED",
+                      "DCGM_FI_DEV_FB_FREE"},
+    # kube-state-metrics, shipped by kube-prometheus-stack. (kube_node_labels is left out: it carries no node label
+    # unless the chart's metricLabelsAllowlist names it, and the stack sets none.)
     "kube-state-metrics": {"kube_job_failed", "kube_node_info", "kube_node_status_capacity",
-                           "kube_pod_container_resource_requests", "kube_pod_status_ready",
-                           "kube_deployment_status_replicas_available", "kube_deployment_spec_replicas",
-                           "kube_horizontalpodautoscaler_status_current_replicas"},
+                           "kube_pod_container_resource_requests",
+                           "kube_pod_status_ready", "kube_deployment_status_replicas_available",
+                           "kube_deployment_spec_replicas", "kube_horizontalpodautoscaler_status_current_replicas"},
     # The kubelet's cAdvisor endpoint, scraped by kube-prometheus-stack.
     "cadvisor": {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"},
     # Strimzi's Kafka Exporter (strimzi flavor only).
     "kafka-exporter": {"kafka_consumergroup_lag"},
+    "kueue": KUEUE_METRICS | KUEUE_RESOURCE_METRICS,
 }
 
 # Series the platform's own recording rules create (alert_rules.py).

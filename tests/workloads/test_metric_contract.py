@@ -44,3 +44,12 @@ def test_latency_buckets_match_the_slo_catalog():
 def test_the_check_would_catch_a_renamed_metric():
     assert "inference_requests_totals" not in exposed_names()
     assert "inference_requests_total" in exposed_names()
+
+
+def test_series_carry_the_labels_the_rules_select_on():
+    # The per-model SLO rules select the inference series by their own `model` label. Drift series carry no model
+    # (the drift workload does not know it), so the rules name a model's drift series by its PodMonitor's job label.
+    from drift.metrics import PSI
+    from inference.metrics import REQUEST_DURATION, REQUESTS
+    assert "model" in REQUEST_DURATION._labelnames and {"model", "status"} <= set(REQUESTS._labelnames)
+    assert PSI._labelnames == ("feature",)
