@@ -1,4 +1,4 @@
-"""The ML platform: network, data lake, EKS with GPU pools, platform services and the reference workloads.
+"""The ML platform: network, data lake, EKS with GPU pools, platform services, teams, and each team's models.
 
 Wiring only; each piece lives in components/."""
 
@@ -17,6 +17,7 @@ from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
 from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.kueue import QUEUE_USER_CLUSTER_ROLE, Kueue, KueueArgs
 from components.metrics_server import MetricsServer, MetricsServerArgs
 from components.mlflow import Mlflow, MlflowArgs
 from components.mlflow_database import MlflowDatabase, MlflowDatabaseArgs
@@ -26,9 +27,11 @@ from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import Network, NetworkArgs
 from components.nvidia_device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.system_nodes import SystemNodes, SystemNodesArgs
+from components.team import Team, TeamArgs, kafka_client_egress
 from components.training_job import TrainingJob, TrainingJobArgs
 from components.workload_base import WorkloadContext
 from platform_config import ConfigError, access_problem, load_stack_config, support_warning
+from platform_config.services_model import TOPIC_ROLES
 
 project, stack = pulumi.get_project(), pulumi.get_stack()
 # Validate the whole config first: a bad stack fails here, before a single resource is declared.
@@ -51,8 +54,8 @@ network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cl
 lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-",
                                           account_id=account_id), opts=with_aws)
 cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, vpc_id=network.vpc_id,
-                                     subnet_ids=network.private_subnet_ids,
-                                     network_ready=network.transit_routes), opts=with_aws)
+                                     subnet_ids=network.private_subnet_ids, network_ready=network.transit_routes,
+                                     teams=cfg.teams), opts=with_aws)
 
 identity = {"mode": cfg.cluster.workload_identity, "oidc_provider_arn": cluster.oidc_provider_arn,
             "oidc_issuer": cluster.oidc_issuer, "account_id": account_id}
@@ -79,7 +82,7 @@ gpu_pools = [GpuPool(f"gpu-pool-{pool.name}", GpuPoolArgs(
     config=pool, cluster_name=cfg.cluster.name, node_role_name=karpenter.node_role_name,
     cluster_security_group_id=cluster.security_group_id, k8s_provider=cluster.provider,
     depends_on=[karpenter.crds, karpenter.controller])) for pool in cfg.gpu_pools]
-NvidiaDevicePlugin("nvidia-device-plugin", NvidiaDevicePluginArgs(k8s_provider=cluster.provider,
+NvidiaDevicePlugin("nvidia-device-plugin", NvidiaDevicePluginArgs(k8s_provider=cluster.provider, gpu_pools=cfg.gpu_pools,
                                                                   depends_on=[system_nodes]))
 MetricsServer("metrics-server", MetricsServerArgs(k8s_provider=cluster.provider, depends_on=[system_nodes]))
 
@@ -88,24 +91,38 @@ MetricsServer("metrics-server", MetricsServerArgs(k8s_provider=cluster.provider,
 svc = cfg.services
 name_prefix = f"{project}-{stack}"
 on_nodes = [system_nodes, *node_addons, storage_class, general_pool.node_pool]
+strimzi = svc.kafka.flavor == "strimzi"
 namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=cluster.provider, enforce=level),
                                       opts=pulumi.ResourceOptions(depends_on=on_nodes))
-              for name, level in (("mlflow", "restricted"), ("ml-workloads", "restricted"), ("monitoring", "privileged"),
-                                  ("strimzi-system", "restricted"))
-              if name != "strimzi-system" or svc.kafka.flavor == "strimzi"}
+              for name, level in (("mlflow", "restricted"), ("monitoring", "privileged"), ("kueue-system", "restricted"),
+                                  ("kafka", "restricted"), ("strimzi-system", "restricted"))
+              if strimzi or name not in ("kafka", "strimzi-system")}
 
+# Teams: each gets a namespace with its quota and network fence; its people got their access entries with the
+# cluster.
+teams = {team.name: Team(f"team-{team.name}", TeamArgs(
+    config=team, models=cfg.models, general_pool=cfg.general_pool, gpu_pools=cfg.gpu_pools,
+    ingestion_replicas=svc.ingestion.replicas, k8s_provider=cluster.provider,
+    kafka_egress=kafka_client_egress(svc.kafka.flavor, str(cfg.network.cidr)),
+    queue_user_cluster_role=QUEUE_USER_CLUSTER_ROLE, depends_on=on_nodes)) for team in cfg.teams}
 # MSK lives outside the cluster and comes first, so Prometheus can be told where its brokers' exporters are;
 # Strimzi runs on the cluster and comes after monitoring, whose CRDs its PodMonitor needs.
 msk = None
 if svc.kafka.flavor == "msk":
     msk = MskKafka("kafka", MskKafkaArgs(
-        config=svc.kafka, name_prefix=name_prefix, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
-        cluster_security_group_id=cluster.security_group_id, log_retention_days=cfg.cluster.log_retention_days,
-        protect=cfg.data_lake.protect), opts=with_aws)
+        config=svc.kafka, teams=cfg.teams, name_prefix=name_prefix, vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids, cluster_security_group_id=cluster.security_group_id,
+        log_retention_days=cfg.cluster.log_retention_days, protect=cfg.data_lake.protect), opts=with_aws)
 monitoring = Monitoring("monitoring", MonitoringArgs(
     config=svc.monitoring, namespace="monitoring", k8s_provider=cluster.provider, storage_class="gp3-encrypted",
-    msk_broker_hosts=msk.broker_hosts if msk else None,
+    models=cfg.models, gpu_pools=cfg.gpu_pools, msk_broker_hosts=msk.broker_hosts if msk else None,
     disposable=cfg.data_lake.force_destroy, depends_on=[namespaces["monitoring"]]))
+
+# Kueue gives each team a queue over the shared pools (its chart's ServiceMonitor needs monitoring's CRDs).
+kueue = Kueue("kueue", KueueArgs(
+    teams=cfg.teams, gpu_pools=cfg.gpu_pools, general_pool=cfg.general_pool, k8s_provider=cluster.provider,
+    namespace="kueue-system", team_namespaces={n: t.namespace.namespace for n, t in teams.items()},
+    monitoring_crds=[monitoring.stack_release], depends_on=[namespaces["kueue-system"], general_pool.node_pool]))
 
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
     config=svc.mlflow.database, name_prefix=name_prefix, namespace="mlflow", k8s_provider=cluster.provider,
@@ -117,33 +134,41 @@ mlflow = Mlflow("mlflow", MlflowArgs(
     backend_uri=database.uri, artifacts_bucket=lake.bucket_names["artifacts"],
     artifacts_bucket_arn=lake.bucket_arns["artifacts"], lake_kms_key_arn=lake.kms_key_arn,
     k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name, vpc_cidr=str(cfg.network.cidr),
+    teams=cfg.teams, models=cfg.models, team_namespaces={n: t.namespace.namespace for n, t in teams.items()},
     depends_on=[namespaces["mlflow"], database]), opts=with_aws)
 
 if msk:
     kafka = msk
 else:
     kafka = StrimziKafka("kafka", StrimziKafkaArgs(
-        config=svc.kafka, namespace="ml-workloads", operator_namespace="strimzi-system", k8s_provider=cluster.provider,
-        monitoring_crds=[monitoring.stack_release], disposable=cfg.data_lake.force_destroy,
-        depends_on=[namespaces["strimzi-system"], namespaces["ml-workloads"]]))
+        config=svc.kafka, teams=cfg.teams, team_namespaces={n: t.namespace.namespace for n, t in teams.items()},
+        namespace="kafka", operator_namespace="strimzi-system",
+        k8s_provider=cluster.provider, monitoring_crds=[monitoring.stack_release],
+        disposable=cfg.data_lake.force_destroy, depends_on=[namespaces["strimzi-system"], namespaces["kafka"]]))
 
-# The reference workloads (workloads/), deployed with the platform's components.
-workloads = WorkloadContext(
-    namespace="ml-workloads", cluster_name=cluster.name, region=cfg.region, k8s_provider=cluster.provider,
-    identity=identity, kafka=kafka, mlflow_tracking_uri=mlflow.tracking_uri,
-    lake_buckets=pulumi.Output.all(**lake.bucket_names), lake_bucket_arns=pulumi.Output.all(**lake.bucket_arns),
-    lake_kms_key_arn=lake.kms_key_arn, monitoring_crds=[monitoring.stack_release],
-    depends_on=[namespaces["ml-workloads"]])
-MODEL = "fraud-detector"
-serving = ModelServing(MODEL, ModelServingArgs(context=workloads, config=svc.serving,
-                                               image=svc.images.ref("inference"), model_name=MODEL), opts=with_aws)
-TrainingJob(f"{MODEL}-training", TrainingJobArgs(
-    context=workloads, config=svc.training, image=svc.images.ref("training"), model_name=MODEL,
-    pool=next((p for p in cfg.gpu_pools if p.name == svc.training.gpu_pool), None)), opts=with_aws)
-Ingestion("lake-ingestion", IngestionArgs(context=workloads, config=svc.ingestion,
-                                          image=svc.images.ref("ingestion")), opts=with_aws)
-DriftMonitor(f"{MODEL}-drift", DriftMonitorArgs(context=workloads, image=svc.images.ref("drift"),
-                                                psi_threshold=svc.monitoring.drift_psi_threshold), opts=with_aws)
+# Each team's workloads (workloads/), in its namespace, under its identities, topics, queue and MLflow user:
+# one lake ingestion per team, and serving, training and drift monitoring per model.
+contexts = {name: WorkloadContext(
+    team=team.config, namespace=team.config.namespace, cluster_name=cluster.name, region=cfg.region,
+    k8s_provider=cluster.provider, identity=identity, kafka=kafka, mlflow_tracking_uri=mlflow.tracking_uri,
+    mlflow_credentials=mlflow.credentials_files(name), lake_buckets=pulumi.Output.all(**lake.bucket_names),
+    lake_bucket_arns=pulumi.Output.all(**lake.bucket_arns), lake_kms_key_arn=lake.kms_key_arn,
+    monitoring_crds=[monitoring.stack_release],
+    depends_on=[team.namespace.namespace, mlflow.credentials_secrets[name]]) for name, team in teams.items()}
+for name, ctx in contexts.items():
+    Ingestion(f"{name}-lake-ingestion", IngestionArgs(context=ctx, config=svc.ingestion,
+                                                      image=svc.images.ref("ingestion")), opts=with_aws)
+serving = {}
+for model in cfg.models:
+    ctx = contexts[model.team]
+    serving[model.name] = ModelServing(model.name, ModelServingArgs(
+        context=ctx, config=model.serving, image=model.images.serving, model_name=model.name), opts=with_aws)
+    TrainingJob(f"{model.name}-training", TrainingJobArgs(
+        context=ctx, config=model.training, image=model.images.training, model_name=model.name,
+        experiment=model.experiment, pool=next((p for p in cfg.gpu_pools if p.name == model.training.gpu_pool), None),
+        queue=kueue.queue_ready(model.team)), opts=with_aws)
+    DriftMonitor(f"{model.name}-drift", DriftMonitorArgs(context=ctx, image=model.images.drift, config=model.drift),
+                 opts=with_aws)
 
 pulumi.export("region", cfg.region)
 pulumi.export("vpcId", network.vpc_id)
@@ -160,8 +185,8 @@ pulumi.export("mlflowTrackingUri", mlflow.tracking_uri)
 pulumi.export("mlflowDatabaseBackend", svc.mlflow.database.backend)
 pulumi.export("kafkaFlavor", svc.kafka.flavor)
 pulumi.export("kafkaBootstrapServers", kafka.bootstrap)
-pulumi.export("kafkaTopics", {t.role: t.name for t in svc.kafka.topics.values()})
-pulumi.export("modelServingUrl", serving.url)
+pulumi.export("kafkaTopics", {t.name: {role: t.topic(role) for role in TOPIC_ROLES} for t in cfg.teams})
+pulumi.export("modelServingUrls", {name: s.url for name, s in serving.items()})
 pulumi.export("grafanaUrl", monitoring.grafana_url)
 pulumi.export("prometheusUrl", monitoring.prometheus_url)
-pulumi.export("workloadNamespace", "ml-workloads")
+pulumi.export("teamNamespaces", {t.name: t.namespace for t in cfg.teams})

@@ -16,12 +16,17 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.iam import managed_policy, service_trust_policy
+from components.team import team_group
 from platform_config import ClusterConfig
+from platform_config.teams_model import TeamConfig
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 # Read-only on every object, Secrets included: a preview must read what it would change.
 CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+# Edit on most namespaced objects (pods, jobs, deployments, secrets; quotas and limit ranges read-only), scoped to
+# the team's namespaces (EKS user guide, access-policy-reference.adoc).
+TEAM_MEMBER_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +38,18 @@ class ClusterArgs:
     """Private subnets for the control plane's network interfaces."""
     network_ready: Sequence[pulumi.Resource] = ()
     """Routes back to `deployerCidrs` (Transit Gateway): the Kubernetes provider is used only after they exist."""
+    teams: Sequence[TeamConfig] = ()
+    """Each team's members get edit in the team's namespace and its Kubernetes group (for the queue RoleBinding)."""
+
+
+def member_access(teams: Sequence[TeamConfig]) -> dict[str, list[TeamConfig]]:
+    """Principal -> the teams it belongs to: EKS allows one access entry per principal, so a person in two teams
+    gets one entry with both namespaces."""
+    access: dict[str, list[TeamConfig]] = {}
+    for team in teams:
+        for arn in team.members:
+            access.setdefault(arn, []).append(team)
+    return access
 
 
 def deployer_principal(opts: pulumi.InvokeOptions | None = None) -> str:
@@ -138,6 +155,15 @@ class Cluster(pulumi.ComponentResource):
             access_policies.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn, policy_arn=policy,
                 access_scope={"type": "cluster"}, opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
+        for arn, teams in member_access(args.teams).items():
+            entry = aws.eks.AccessEntry(f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
+                                        type="STANDARD", kubernetes_groups=[team_group(t) for t in teams], opts=child)
+            # Not among the provider's dependencies: the deploy never acts as a team member.
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-access-{_short(arn)}", cluster_name=cluster.name, principal_arn=arn,
+                policy_arn=TEAM_MEMBER_POLICY,
+                access_scope={"type": "namespace", "namespaces": [t.namespace for t in teams]},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
         self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc_provider_arn = None

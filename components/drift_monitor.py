@@ -14,7 +14,8 @@ import pulumi_kubernetes as k8s
 from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels, pod_security,
                                  resources, selector, tmp_volume)
 from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, lake_uri,
-                                      s3_statements, tcp)
+                                      s3_statements, tcp, team_prefix)
+from platform_config.teams_model import DriftConfig
 
 METRICS_PORT = 9100
 PREFIX = "transactions/"
@@ -24,17 +25,17 @@ PREFIX = "transactions/"
 class DriftMonitorArgs:
     context: WorkloadContext
     image: str
-    psi_threshold: float
-    interval_seconds: int = 900
-    recent_hours: int = 24
-    """The last this-many hours of curated data are compared with everything before (the training window)."""
+    config: DriftConfig
+    """Threshold, window (the last `window_hours` of curated data against everything before) and interval."""
 
 
 class DriftMonitor(WorkloadBase):
     def __init__(self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:workloads:DriftMonitor", name, None, opts)
         ctx = args.context
-        identity = self._identity(name, ctx, s3_statements(ctx, read=[("curated", PREFIX)]), kafka=None)
+        cfg = args.config
+        prefix = team_prefix(ctx, PREFIX)
+        identity = self._identity(name, ctx, s3_statements(ctx, read=[("curated", prefix)]), kafka=None)
         opts_k8s = self._k8s_opts(ctx, identity)
         meta = {"name": name, "namespace": ctx.namespace, "labels": labels(name, "monitoring")}
         tmp, tmp_mount = tmp_volume()
@@ -45,11 +46,11 @@ class DriftMonitor(WorkloadBase):
                 "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "containers": [{
                     "name": "drift", "image": args.image, **ALWAYS_PULL,
-                    "args": ["--recent-hours", str(args.recent_hours),
-                             "--interval-seconds", str(args.interval_seconds)],
+                    "args": ["--recent-hours", str(cfg.window_hours),
+                             "--interval-seconds", str(cfg.interval_seconds)],
                     "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
-                    "env": env({"LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
-                                "DRIFT_PSI_THRESHOLD": f"{args.psi_threshold:g}", "METRICS_PORT": str(METRICS_PORT),
+                    "env": env({"LAKE_CURATED_URI": lake_uri(ctx, "curated", prefix),
+                                "DRIFT_PSI_THRESHOLD": f"{cfg.psi_threshold:g}", "METRICS_PORT": str(METRICS_PORT),
                                 "AWS_REGION": ctx.region}),
                     "readinessProbe": http_probe("/metrics", "metrics", period=10, failures=3),
                     "livenessProbe": http_probe("/metrics", "metrics", period=30, failures=3, delay=10),

@@ -1,7 +1,7 @@
 """The Kafka-to-lake consumer: reads the transactions topic, writes Parquet to the raw and curated areas.
 
-Its role may write only under `transactions/` in those two buckets; its Kafka grant reads transactions, writes the
-dead-letter topic and uses one consumer group. The grace period lets a pod finish and commit its current batch.
+One runs per team. Its role may write only under the team's `transactions/` prefix in those two buckets; its Kafka
+grant reads the team's transactions topic, writes the team's dead-letter topic and uses the team's consumer group. The grace period lets a pod finish and commit its current batch.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from components.kafka_access import KafkaGrant
 from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, http_probe, labels, pod_security,
                                  resources, selector, tmp_volume)
 from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, lake_uri,
-                                      s3_statements, tcp)
-from platform_config.services_model import TOPIC_ROLES, IngestionConfig
+                                      s3_statements, tcp, team_prefix)
+from platform_config.services_model import IngestionConfig
 
 METRICS_PORT = 9100
 PREFIX = "transactions/"
@@ -34,9 +34,13 @@ class Ingestion(WorkloadBase):
     def __init__(self, name: str, args: IngestionArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:workloads:Ingestion", name, None, opts)
         ctx, cfg = args.context, args.config
-        grant = KafkaGrant(client=name, read=[TOPIC_ROLES["transactions"]], write=[TOPIC_ROLES["deadLetter"]],
-                           group=CONSUMER_GROUP)
-        identity = self._identity(name, ctx, s3_statements(ctx, write=[("raw", PREFIX), ("curated", PREFIX)]),
+        team = ctx.team
+        transactions, dead_letter = team.topic("transactions"), team.topic("deadLetter")
+        group = f"{team.name}.{CONSUMER_GROUP}"
+        prefix = team_prefix(ctx, PREFIX)
+        grant = KafkaGrant(client=name, namespace=ctx.namespace, team=team.name, read=[transactions],
+                           write=[dead_letter], group=group)
+        identity = self._identity(name, ctx, s3_statements(ctx, write=[("raw", prefix), ("curated", prefix)]),
                                   kafka=grant)
         opts_k8s = self._k8s_opts(ctx, identity)
         meta = {"name": name, "namespace": ctx.namespace, "labels": labels(name, "ingestion")}
@@ -46,9 +50,9 @@ class Ingestion(WorkloadBase):
             "name": "consumer", "image": args.image, **ALWAYS_PULL,
             "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
             "env": env({
-                "KAFKA_TOPIC_TRANSACTIONS": TOPIC_ROLES["transactions"],
-                "KAFKA_TOPIC_DEAD_LETTER": TOPIC_ROLES["deadLetter"], "KAFKA_CONSUMER_GROUP": CONSUMER_GROUP,
-                "LAKE_RAW_URI": lake_uri(ctx, "raw", PREFIX), "LAKE_CURATED_URI": lake_uri(ctx, "curated", PREFIX),
+                "KAFKA_TOPIC_TRANSACTIONS": transactions, "KAFKA_TOPIC_DEAD_LETTER": dead_letter,
+                "KAFKA_CONSUMER_GROUP": group,
+                "LAKE_RAW_URI": lake_uri(ctx, "raw", prefix), "LAKE_CURATED_URI": lake_uri(ctx, "curated", prefix),
                 "INGEST_BATCH_RECORDS": str(cfg.batch_records), "METRICS_PORT": str(METRICS_PORT),
                 "AWS_REGION": ctx.region, **self._kafka_env()}),
             # The consumer serves only /metrics; it answering proves the process and its event loop are alive, and
@@ -60,7 +64,8 @@ class Ingestion(WorkloadBase):
         }
         k8s.apps.v1.Deployment(f"{name}-deployment", metadata=meta, spec={
             "replicas": cfg.replicas, "selector": {"matchLabels": selector(name)},
-            "template": {"metadata": {"labels": labels(name, "ingestion")}, "spec": {
+            "template": {"metadata": {"labels": labels(name, "ingestion"), "annotations": self._pod_annotations()},
+                         "spec": {
                 "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "terminationGracePeriodSeconds": 60, "containers": [container], "volumes": [tmp, *kafka_volumes],
             }},

@@ -15,8 +15,9 @@ import pulumi_kubernetes as k8s
 from components.kafka_access import KafkaGrant
 from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, gpu_placement, http_probe, labels,
                                  pod_security, resources, selector, tmp_volume)
-from components.workload_base import MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, tcp
-from platform_config.services_model import TOPIC_ROLES, ServingConfig
+from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces,
+                                      mlflow_volumes, tcp)
+from platform_config.services_model import ServingConfig
 
 PORT = 8080
 # Shutdown: preStop pause while endpoints drop the pod, then SIGTERM; the server answers a little longer (readiness
@@ -51,12 +52,15 @@ class ModelServing(WorkloadBase):
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:workloads:ModelServing", name, None, opts)
         ctx, cfg = args.context, args.config
-        grant = KafkaGrant(client=name, write=[TOPIC_ROLES["predictions"]]) if args.log_predictions else None
+        predictions = ctx.team.topic("predictions")
+        grant = KafkaGrant(client=name, namespace=ctx.namespace, team=ctx.team.name,
+                           write=[predictions]) if args.log_predictions else None
         identity = self._identity(name, ctx, statements=[], kafka=grant)
         opts_k8s = self._k8s_opts(ctx, identity)
         meta = {"name": name, "namespace": ctx.namespace, "labels": labels(name, "serving")}
         tmp, tmp_mount = tmp_volume()
         kafka_volumes, kafka_mounts = self._kafka_volumes()
+        mlflow_vols, mlflow_mounts = mlflow_volumes(ctx)
         gpus = 1 if cfg.gpu_pool else 0
         container = {
             "name": "server", "image": args.image, **ALWAYS_PULL, "ports": [{"name": "http", "containerPort": PORT}],
@@ -66,7 +70,7 @@ class ModelServing(WorkloadBase):
                 "DRAIN_SECONDS": str(SERVER_DRAIN_SECONDS),
                 "MAX_BATCH_SIZE": str(cfg.max_batch_size), "MAX_BATCH_DELAY_MS": str(cfg.max_batch_delay_ms),
                 "PREDICTION_LOGGING": "true" if args.log_predictions else "false",
-                "KAFKA_TOPIC_PREDICTIONS": TOPIC_ROLES["predictions"], "AWS_REGION": ctx.region,
+                "KAFKA_TOPIC_PREDICTIONS": predictions, "AWS_REGION": ctx.region,
                 **self._kafka_env()}),
             # Startup waits for the process, not the model: on a new platform no champion exists until the first
             # training run, and the pod must wait for it (not ready) rather than be restarted in a loop.
@@ -75,7 +79,7 @@ class ModelServing(WorkloadBase):
             "livenessProbe": http_probe("/healthz/live", "http", period=10, failures=3),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
             "resources": resources(cfg.cpu, cfg.memory, gpus), "securityContext": container_security(),
-            "volumeMounts": [tmp_mount, *kafka_mounts],
+            "volumeMounts": [tmp_mount, *kafka_mounts, *mlflow_mounts],
         }
         # Pulumi does not wait for readiness: pods become ready only once a champion model is registered, which on
         # a new platform happens after the first training run, not during `pulumi up`.
@@ -84,10 +88,11 @@ class ModelServing(WorkloadBase):
             # No `replicas`: the HorizontalPodAutoscaler owns the count, and a deploy must not reset it.
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
-            "template": {"metadata": {"labels": labels(name, "serving")}, "spec": {
+            "template": {"metadata": {"labels": labels(name, "serving"), "annotations": self._pod_annotations()},
+                         "spec": {
                 "serviceAccountName": name, "securityContext": pod_security(), **NO_API_TOKEN,
                 "terminationGracePeriodSeconds": PRE_STOP_SECONDS + SERVER_DRAIN_SECONDS + IN_FLIGHT_SECONDS,
-                "containers": [container], "volumes": [tmp, *kafka_volumes],
+                "containers": [container], "volumes": [tmp, *kafka_volumes, *mlflow_vols],
                 "topologySpreadConstraints": spread(name), **gpu_placement(cfg.gpu_pool),
             }},
         }, opts=opts_k8s)

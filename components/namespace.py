@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -16,6 +16,8 @@ class PlatformNamespaceArgs:
     k8s_provider: k8s.Provider
     enforce: Literal["restricted", "baseline", "privileged"] = "restricted"
     """The Pod Security Standard the API server enforces; `restricted` unless a third-party chart needs less."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra labels, e.g. the team a namespace belongs to (Kueue and network policies select on it)."""
 
 
 class PlatformNamespace(pulumi.ComponentResource):
@@ -31,6 +33,7 @@ class PlatformNamespace(pulumi.ComponentResource):
             # Warn and audit at `restricted` even where less is enforced, so drift shows up in kubectl and logs.
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/audit": "restricted",
+            **args.labels,
         }}, opts=child)
         # Containers that forget requests/limits get these instead of running unbounded.
         k8s.core.v1.LimitRange(name, metadata={"name": "defaults", "namespace": name}, spec={"limits": [{

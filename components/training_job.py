@@ -15,14 +15,16 @@ rendezvous store, makes the others exit and costs one retry. Configuration error
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.pod_spec import (ALWAYS_PULL, NO_API_TOKEN, container_security, env, gpu_placement, labels,
                                  pod_security, resources, selector, tmp_volume)
+from components.gpu_pool import POOL_LABEL
 from components.workload_base import (MONITORING_NAMESPACE, WorkloadBase, WorkloadContext, from_namespaces, lake_uri,
-                                      s3_statements, tcp)
+                                      mlflow_volumes, s3_statements, tcp, team_prefix)
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.instance_catalog import allocatable
 from platform_config.model import GpuPoolConfig
@@ -40,9 +42,14 @@ METRICS_PORT = 9100
 # aws-node, kube-proxy, the Pod Identity agent and the EBS CSI node (their requests are a few hundred millicores).
 NODE_DAEMONS_CPU_M = 500
 NODE_DAEMONS_MEMORY_MIB = 1024
-CONFIG_ERROR_EXIT_CODE = 2
+# Training's exits that a retry cannot fix (workloads/training/main.py): bad configuration, refused by MLflow.
+CONFIG_ERROR_EXIT_CODE, REFUSED_EXIT_CODE = 2, 4
 CHECKPOINT_PREFIX = "checkpoints/"
 CURATED_PREFIX = "transactions/"
+# Kueue's labels on a Job: which LocalQueue admits it, and at what WorkloadPriorityClass.
+QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
+LOCAL_QUEUE = "default"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +60,9 @@ class TrainingJobArgs:
     model_name: str
     pool: GpuPoolConfig | None = None
     """The GPU pool `config.gpu_pool` names; its smallest instance type sizes the pods."""
-    experiment: str = "fraud-detection"
+    experiment: str
+    queue: Sequence[pulumi.Resource] = ()
+    """Kueue's webhook and the team's LocalQueue: a Job created before Kueue could admit it would run unqueued."""
 
 
 def launch_command(name: str, namespace: str, cfg: TrainingConfig) -> list[str]:
@@ -91,9 +100,23 @@ def worker_resources(cfg: TrainingConfig, pool: GpuPoolConfig | None) -> dict:
     return resources(f"{int(cpu_m)}m", f"{int(memory_mib)}Mi", cfg.gpus_per_worker)
 
 
+def queue_labels(cfg: TrainingConfig) -> dict[str, str]:
+    """Every training Job goes through its team's queue: Kueue holds it (suspended) until the team's quota admits
+    all of its pods at once."""
+    return {QUEUE_NAME_LABEL: LOCAL_QUEUE, PRIORITY_CLASS_LABEL: cfg.priority_class}
+
+
+def cpu_placement() -> dict:
+    """CPU training stays off GPU nodes: Kueue gives a pod only flavors whose node labels its affinity admits, so
+    this keeps a CPU job from being admitted onto a GPU pool's quota when the general pool's is used up."""
+    return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": POOL_LABEL, "operator": "DoesNotExist"}]}]}}}}
+
+
 def job_spec(name: str, args: TrainingJobArgs, env_vars: list[dict]) -> dict:
     cfg = args.config
     tmp, tmp_mount = tmp_volume()
+    mlflow_vols, mlflow_mounts = mlflow_volumes(args.context)
     shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
     pod_spec = {
         "serviceAccountName": name, "securityContext": pod_security(), "restartPolicy": "Never", **NO_API_TOKEN,
@@ -104,9 +127,9 @@ def job_spec(name: str, args: TrainingJobArgs, env_vars: list[dict]) -> dict:
             "resources": worker_resources(cfg, args.pool),
             "securityContext": container_security(),
             # NCCL and DataLoader workers share tensors through /dev/shm, which is tiny by default.
-            "volumeMounts": [tmp_mount, {"name": "dshm", "mountPath": "/dev/shm"}],
+            "volumeMounts": [tmp_mount, {"name": "dshm", "mountPath": "/dev/shm"}, *mlflow_mounts],
         }],
-        "volumes": [tmp, shm], **gpu_placement(cfg.gpu_pool),
+        "volumes": [tmp, shm, *mlflow_vols], **(gpu_placement(cfg.gpu_pool) if cfg.gpu_pool else cpu_placement()),
     }
     if cfg.workers > 1:
         pod_spec["subdomain"] = name
@@ -117,7 +140,7 @@ def job_spec(name: str, args: TrainingJobArgs, env_vars: list[dict]) -> dict:
         "podFailurePolicy": {"rules": [
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In",
-                                                  "values": [CONFIG_ERROR_EXIT_CODE]}},
+                                                  "values": [CONFIG_ERROR_EXIT_CODE, REFUSED_EXIT_CODE]}},
         ]},
         "template": {
             # Consolidation must not move a running training pod; spot reclaims still can, and resume from
@@ -132,10 +155,11 @@ class TrainingJob(WorkloadBase):
     def __init__(self, name: str, args: TrainingJobArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:workloads:TrainingJob", name, None, opts)
         ctx, cfg = args.context, args.config
-        checkpoints = f"{CHECKPOINT_PREFIX}{name}/"
+        checkpoints = team_prefix(ctx, f"{CHECKPOINT_PREFIX}{name}/")
+        curated = team_prefix(ctx, CURATED_PREFIX)
         identity = self._identity(name, ctx, s3_statements(
-            ctx, read=[("curated", CURATED_PREFIX)], write=[("artifacts", checkpoints)]), kafka=None)
-        opts_k8s = self._k8s_opts(ctx, identity)
+            ctx, read=[("curated", curated)], write=[("artifacts", checkpoints)]), kafka=None)
+        opts_k8s = self._k8s_opts(ctx, identity, *args.queue)
         meta = {"name": name, "namespace": ctx.namespace, "labels": labels(name, "training")}
         env_vars = [
             {"name": "JOB_NAME", "valueFrom": {"fieldRef": {
@@ -144,7 +168,7 @@ class TrainingJob(WorkloadBase):
                 "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
             *env({"MLFLOW_TRACKING_URI": ctx.mlflow_tracking_uri, "MLFLOW_EXPERIMENT": args.experiment,
                   "MODEL_NAME": args.model_name, "EPOCHS": str(cfg.epochs), "AWS_REGION": ctx.region,
-                  "METRICS_PORT": str(METRICS_PORT), "LAKE_CURATED_URI": lake_uri(ctx, "curated", CURATED_PREFIX),
+                  "METRICS_PORT": str(METRICS_PORT), "LAKE_CURATED_URI": lake_uri(ctx, "curated", curated),
                   # One checkpoint folder per run: a retry resumes its own run, the next schedule starts fresh.
                   "CHECKPOINT_URI": lake_uri(ctx, "artifacts", checkpoints).apply(lambda u: f"{u}$(JOB_NAME)/")}),
         ]
@@ -161,7 +185,7 @@ class TrainingJob(WorkloadBase):
             "schedule": cfg.schedule or "@yearly", "suspend": not cfg.schedule, "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": labels(name, "training")},
+            "jobTemplate": {"metadata": {"labels": {**labels(name, "training"), **queue_labels(cfg)}},
                             "spec": job_spec(name, args, env_vars)},
         }, opts=opts_k8s)
         # Only global rank 0 (in pod 0) serves training metrics; other pods' targets would be down for the whole run.

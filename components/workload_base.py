@@ -15,11 +15,14 @@ import pulumi_kubernetes as k8s
 from components.iam import Statement
 from components.kafka_access import Kafka, KafkaClientAccess, KafkaGrant
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from platform_config.teams_model import TeamConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadContext:
-    """Platform facts every workload component needs; built once in __main__.py."""
+    """Platform and team facts every workload component needs; built once per team in __main__.py."""
+    team: TeamConfig
+    """The owning team: its namespace, lake prefix and topics bound everything the workload may touch."""
     namespace: str
     cluster_name: pulumi.Input[str]
     region: str
@@ -30,9 +33,22 @@ class WorkloadContext:
     lake_buckets: pulumi.Output[dict[str, str]]
     lake_bucket_arns: pulumi.Output[dict[str, str]]
     lake_kms_key_arn: pulumi.Input[str]
+    mlflow_credentials: tuple[dict[str, Any], dict[str, Any]] | None = None
+    """The volume and mount of the team's MLflow credentials file (from the team's Secret, never in plain text)."""
     monitoring_crds: Sequence[pulumi.Resource] = ()
     """The monitoring chart, which installs the ServiceMonitor/PodMonitor CRDs."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+def mlflow_volumes(ctx: WorkloadContext) -> tuple[list[dict], list[dict]]:
+    """The team's MLflow credentials file as (volumes, mounts), for a workload that calls MLflow."""
+    creds = ctx.mlflow_credentials
+    return ([creds[0]], [creds[1]]) if creds else ([], [])
+
+
+def team_prefix(ctx: WorkloadContext, prefix: str) -> str:
+    """A key prefix inside the team's part of the lake."""
+    return f"{ctx.team.lake_prefix}{prefix}"
 
 
 def s3_statements(ctx: WorkloadContext, *, read: Sequence[tuple[str, str]] = (),
@@ -84,6 +100,10 @@ class WorkloadBase(pulumi.ComponentResource):
 
     def _kafka_env(self) -> dict[str, pulumi.Input[str]]:
         return dict(self.kafka_access.env) if self.kafka_access else {}
+
+    def _pod_annotations(self) -> dict[str, pulumi.Input[str]]:
+        """Changes when the Kafka client certificate is re-issued, so pods restart onto the new files."""
+        return dict(self.kafka_access.pod_annotations) if self.kafka_access else {}
 
     def _kafka_volumes(self) -> tuple[list[dict], list[dict]]:
         if not self.kafka_access:

@@ -1,7 +1,8 @@
 """`make plan STACK=<dev|staging|prod> [FORMAT=json]`: print everything a stack declares, with no engine or cloud.
 
 The tree shows each resource under its parent with its key settings, then the capacity referee's verdict
-(`offline/capacity.py`); JSON gives every recorded field. Both are sorted, so two revisions' plans can be diffed.
+(`offline/capacity.py`), the team-boundary referee's (`offline/team_boundaries.py`) and the network-policy
+referee's (`offline/netpol.py`); JSON gives every recorded field. Both are sorted, so two revisions' plans can be diffed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import sys
 from collections import Counter
 from typing import Any
 
-from offline import capacity
-from offline.harness import STACKS, Plan, run_program
+from offline import capacity, netpol, team_boundaries
+from offline.harness import STACKS, Plan, run_program, stack_config
 from platform_config import ConfigError
+from platform_config.load import load_config
 
 # The few inputs per type that a reviewer wants to see at a glance (`label=path` renames one); JSON has all of them.
 KEY_SETTINGS: dict[str, list[str]] = {
@@ -101,6 +103,15 @@ def render_tree(plan: Plan) -> str:
         lines.extend(capacity.render(capacity.referee(plan)))
     except Exception as exc:  # the plan is still worth printing when the referee meets a shape it does not know
         lines.append(f"capacity: not computed ({type(exc).__name__}: {exc})")
+    try:
+        values, _ = stack_config(plan.stack)
+        lines.extend(team_boundaries.render(plan, load_config(values, plan.project, plan.stack)))
+    except Exception as exc:  # as above
+        lines.append(f"team boundaries: not judged ({type(exc).__name__}: {exc})")
+    try:
+        lines.extend(netpol.render(plan))
+    except Exception as exc:  # as above: an unknown shape must not hide the plan
+        lines.append(f"network policies: not judged ({type(exc).__name__}: {exc})")
     return "\n".join(lines)
 
 

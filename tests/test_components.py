@@ -339,8 +339,10 @@ class TestGpuPool:
         spec = self.plan().one("kubernetes:karpenter.sh/v1:NodePool", "gpu-nodepool")["inputs"]["spec"]
         template = spec["template"]["spec"]
         assert template["taints"] == [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+        # An unshared pool selects the device plugin's unshared default config (tests/test_gpu_sharing.py).
         assert spec["template"]["metadata"]["labels"] == {"mlplatform.io/gpu-pool": "train",
-                                                          "nvidia.com/gpu.present": "true"}
+                                                          "nvidia.com/gpu.present": "true",
+                                                          "nvidia.com/device-plugin.config": "default"}
         reqs = {r["key"]: r["values"] for r in template["requirements"]}
         assert reqs["node.kubernetes.io/instance-type"] == ["g5.12xlarge", "g6e.xlarge"]
         assert reqs["karpenter.sh/capacity-type"] == ["spot"]

@@ -172,7 +172,7 @@ def test_kafka_claims_that_are_kept_survive_when_their_namespace_does():
         deleteClaim=False))
     # Deleting the namespace deletes the claims in it whatever deleteClaim says; retained, it leaves them.
     assert dev(kept, destroy(kept)) == []
-    plan = mutated(kept, "kubernetes:core/v1:Namespace", "ml-workloads", lambda r: r.update(retainOnDelete=True))
+    plan = mutated(kept, "kubernetes:core/v1:Namespace", "kafka", lambda r: r.update(retainOnDelete=True))
     assert dev(plan, destroy(plan)) == ["EBS volumes of KafkaNodePool kafka-nodes (volume 0), claims kept survives"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from platform_config import versions
 from platform_config.services_model import KafkaConfig, MlflowConfig, DatabaseConfig, TrainingConfig
 from tests.conftest import stack_plan
 
+REPO = Path(__file__).resolve().parents[1]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob")
 
 
@@ -25,6 +27,16 @@ def variant(stack: str, **overrides) -> object:
     for key, value in overrides.items():
         config[f"ml-platform:{key}"] = json.dumps(value)
     return run_program(stack, config, secrets)
+
+
+def model_overrides(stack: str, **sections) -> dict:
+    """The stack's `models` with the first model's sections (serving, training, ...) updated: the override for
+    `variant` or for a bad-config case."""
+    config, _ = stack_config(stack)
+    models = json.loads(config["ml-platform:models"])
+    for section, fields in sections.items():
+        models[0][section] = {**models[0].get(section, {}), **fields}
+    return {"models": models}
 
 
 def pod_specs(plan) -> list[tuple[str, dict]]:
@@ -51,7 +63,9 @@ def images_in(value) -> list[str]:
 
 def test_generated_passwords_never_appear_in_plain_text(plan):
     passwords = plan.of_type("random:index/randomPassword:RandomPassword")
-    assert len(passwords) == 2  # the MLflow database and Grafana
+    teams = [r for r in passwords if re.fullmatch(r"mlflow-team-[a-z0-9-]+-password", r["name"])]
+    # The MLflow database, Grafana, MLflow's admin and CSRF key, and one MLflow user per team.
+    assert len(passwords) == 4 + len(teams) and teams
     text = json.dumps(plan.as_json())
     # The mock makes each password "offline-<digest>"; none of them may be readable anywhere in the plan.
     assert not re.search(r"offline-[0-9a-f]{24}", text)
@@ -120,7 +134,7 @@ def test_mlflow_deployment_shape_per_environment():
         assert {"name": "backend", "mountPath": "/etc/mlflow-backend", "readOnly": True} in container["volumeMounts"]
         assert {"name": "backend", "secret": {"secretName": "mlflow-backend", "defaultMode": 0o440}} in deploy[
             "spec"]["template"]["spec"]["volumes"]
-        assert container["command"][-1].endswith("exec mlflow server")
+        assert container["command"][-1].endswith("exec mlflow server --app-name basic-auth")
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"
         pdbs = [r for r in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget") if r["name"] == "mlflow-pdb"]
         assert len(pdbs) == (1 if replicas > 1 else 0)
@@ -161,8 +175,8 @@ def test_prod_msk_is_tls_iam_only_encrypted_and_monitored():
     assert len(cluster["brokerNodeGroupInfo"]["clientSubnets"]) == 3
     topics = {t["inputs"]["name"]: t["inputs"] for t in plan.of_type("aws:msk/topic:Topic")}
     assert {n: (t["partitionCount"], t["replicationFactor"]) for n, t in topics.items()} == {
-        "transactions": (12, 3), "predictions": (12, 3), "transactions-dlq": (3, 3)}
-    assert json.loads(topics["transactions-dlq"]["configs"])["retention.ms"] == str(720 * 3_600_000)
+        "fraud.transactions": (12, 3), "fraud.predictions": (12, 3), "fraud.transactions-dlq": (3, 3)}
+    assert json.loads(topics["fraud.transactions-dlq"]["configs"])["retention.ms"] == str(720 * 3_600_000)
     assert plan.outputs["kafkaBootstrapServers"].endswith(":9098")
 
 
@@ -171,11 +185,12 @@ def test_msk_grants_are_scoped_to_topics_and_group():
              for r in stack_plan("prod").of_type("aws:iam/rolePolicy:RolePolicy")}
     kafka = {name: {a: s["Resource"] for s in stmts for a in s["Action"] if a.startswith("kafka-cluster:")}
              for name, stmts in roles.items()}
-    ingestion = kafka["lake-ingestion"]
-    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:ReadData"]] == ["transactions"]
-    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:WriteData"]] == ["transactions-dlq"]
+    ingestion = kafka["fraud-lake-ingestion"]
+    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:ReadData"]] == ["fraud.transactions"]
+    assert [r.rsplit("/", 1)[-1] for r in ingestion["kafka-cluster:WriteData"]] == ["fraud.transactions-dlq"]
     assert ingestion["kafka-cluster:AlterGroup"][0].split(":")[5].startswith("group/ml-platform-prod/")
-    assert [r.rsplit("/", 1)[-1] for r in kafka["fraud-detector"]["kafka-cluster:WriteData"]] == ["predictions"]
+    assert ingestion["kafka-cluster:AlterGroup"][0].endswith("/fraud.lake-ingestion")
+    assert [r.rsplit("/", 1)[-1] for r in kafka["fraud-detector"]["kafka-cluster:WriteData"]] == ["fraud.predictions"]
     assert "kafka-cluster:ReadData" not in kafka["fraud-detector"]
     assert not any(kafka[n] for n in ("fraud-detector-training", "fraud-detector-drift", "mlflow"))
 
@@ -193,7 +208,9 @@ def test_strimzi_cluster_is_kraft_tls_authenticated_and_authorized():
     kafka = plan.one("kubernetes:kafka.strimzi.io/v1:Kafka", "kafka-cluster")["inputs"]["spec"]["kafka"]
     assert kafka["version"] == versions.STRIMZI_KAFKA_VERSION
     assert kafka["listeners"] == [{"name": "tls", "port": 9093, "type": "internal", "tls": True,
-                                   "authentication": {"type": "tls"}}]
+                                   "authentication": {"type": "tls"},
+                                   "networkPolicyPeers": [{"namespaceSelector": {"matchExpressions": [
+                                       {"key": "mlplatform.io/team", "operator": "Exists"}]}}]}]
     assert kafka["authorization"] == {"type": "simple"} and kafka["config"]["min.insync.replicas"] == 2
     pool = plan.one("kubernetes:kafka.strimzi.io/v1:KafkaNodePool", "kafka-nodes")["inputs"]["spec"]
     assert pool["roles"] == ["controller", "broker"] and pool["replicas"] == 3
@@ -201,23 +218,28 @@ def test_strimzi_cluster_is_kraft_tls_authenticated_and_authorized():
     monitor = plan.one("kubernetes:monitoring.coreos.com/v1:PodMonitor", "kafka-podmonitor")["inputs"]["spec"]
     assert monitor["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     operator = plan.one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]
-    assert operator["version"] == versions.STRIMZI_VERSION and operator["values"]["watchNamespaces"] == ["ml-workloads"]
+    assert operator["version"] == versions.STRIMZI_VERSION and operator["values"]["watchNamespaces"] == ["kafka"]
 
 
 def test_strimzi_users_get_only_their_topics_and_mount_their_certificates():
     plan = stack_plan("dev")
     users = {u["inputs"]["metadata"]["name"]: u["inputs"]["spec"]["authorization"]["acls"]
              for u in plan.of_type("kubernetes:kafka.strimzi.io/v1:KafkaUser")}
-    assert set(users) == {"lake-ingestion", "fraud-detector"}
-    assert users["lake-ingestion"] == acls(KafkaGrant("lake-ingestion", read=["transactions"],
-                                                      write=["transactions-dlq"], group="lake-ingestion"))
-    assert users["fraud-detector"] == [{"resource": {"type": "topic", "name": "predictions", "patternType": "literal"},
-                                        "operations": ["Describe", "Write"]}]
-    ingestion = plan.one("kubernetes:apps/v1:Deployment", "lake-ingestion-deployment")["inputs"]["spec"]["template"]
-    env = {e["name"]: e.get("value") for e in ingestion["spec"]["containers"][0]["env"]}
-    assert env["KAFKA_AUTH"] == "mtls" and env["KAFKA_BOOTSTRAP_SERVERS"].endswith(":9093")
-    sources = ingestion["spec"]["volumes"][1]["projected"]["sources"]
-    assert [s["secret"]["name"] for s in sources] == ["lake-ingestion", "platform-cluster-ca-cert"]
+    assert set(users) == {"team-fraud.fraud-lake-ingestion", "team-fraud.fraud-detector"}
+    assert users["team-fraud.fraud-lake-ingestion"] == acls(KafkaGrant(
+        client="fraud-lake-ingestion", namespace="team-fraud", team="fraud", read=["fraud.transactions"],
+        write=["fraud.transactions-dlq"], group="fraud.lake-ingestion"))
+    assert users["team-fraud.fraud-detector"] == [{"resource": {"type": "topic", "name": "fraud.predictions",
+                                                                "patternType": "literal"},
+                                                   "operations": ["Describe", "Write"]}]
+    ingestion = plan.one("kubernetes:apps/v1:Deployment", "fraud-lake-ingestion-deployment")["inputs"]["spec"]
+    env = {e["name"]: e.get("value") for e in ingestion["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_AUTH"] == "mtls" and env["KAFKA_BOOTSTRAP_SERVERS"].endswith(".kafka.svc.cluster.local:9093")
+    # The certificate Strimzi trusts, written by Pulumi into the workload's own namespace (tests/test_kafka_teams.py).
+    (tls,) = [v for v in ingestion["template"]["spec"]["volumes"] if v["name"] == "kafka-tls"]
+    assert tls["secret"]["secretName"] == "fraud-lake-ingestion-kafka-tls"
+    secret = plan.one("kubernetes:core/v1:Secret", "team-fraud-fraud-lake-ingestion-kafka-tls")["inputs"]
+    assert secret["metadata"]["namespace"] == "team-fraud" and secret["stringData"] == "[secret]"
 
 
 # ---- workloads -------------------------------------------------------------------------------------------------
@@ -277,7 +299,12 @@ def test_serving_is_autoscaled_drainable_and_scraped(plan):
 
 
 def test_serving_on_a_gpu_pool_tolerates_the_taint_and_asks_for_a_gpu():
-    plan = variant("dev", serving={"minReplicas": 1, "maxReplicas": 2, "gpuPool": "gpu-small"})
+    # Serving bypasses the queues, so the team's GPU quota leaves it room: one GPU queued, one served.
+    config, _ = stack_config("dev")
+    teams = json.loads(config["ml-platform:teams"])
+    teams[0]["quotas"]["gpus"]["gpu-small"] = {"nominal": 1}
+    plan = variant("dev", teams=teams,
+                   **model_overrides("dev", serving={"minReplicas": 1, "maxReplicas": 1, "gpuPool": "gpu-small"}))
     pod = plan.one("kubernetes:apps/v1:Deployment", "fraud-detector-deployment")["inputs"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"mlplatform.io/gpu-pool": "gpu-small", "nvidia.com/gpu.present": "true"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -294,12 +321,17 @@ def test_prod_training_is_distributed_over_two_gpu_nodes():
     assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in \
         job["podFailurePolicy"]["rules"]
+    # A bad config or an MLflow refusal fails the job at once: each retry would be refused the same way.
+    codes = re.search(r"^EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = (\d+), (\d+), (\d+)$",
+                      (REPO / "workloads" / "training" / "main.py").read_text(), re.M)
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In",
+                                                 "values": [int(codes[2]), int(codes[3])]}} in job["podFailurePolicy"]["rules"]
     pod = job["template"]["spec"]
     (c,) = pod["containers"]
     # F09: c10d rendezvous hosted by pod 0's agent, which survivors rejoin when a peer is replaced after a reclaim.
     assert c["command"] == [
         "torchrun", "--nnodes=2", "--nproc-per-node=8", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=$(JOB_NAME)-0.fraud-detector-training.ml-workloads.svc.cluster.local:29400",
+        "--rdzv-endpoint=$(JOB_NAME)-0.fraud-detector-training.team-fraud.svc.cluster.local:29400",
         "--rdzv-id=$(JOB_NAME)", "--rdzv-conf=join_timeout=1800", "--max-restarts=3", "-m", "training"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "8" and pod["subdomain"] == "fraud-detector-training"
     assert pod["nodeSelector"]["mlplatform.io/gpu-pool"] == "training"
@@ -354,17 +386,20 @@ def test_workload_roles_touch_only_their_lake_prefixes():
         arns = [a for st in roles[name] if action in st["Action"] for a in st["Resource"]]
         return sorted(re.sub(r"^arn:aws:s3:::ml-platform-dev-(\w+)-\w+/", r"\1:", a) for a in arns)
 
-    assert objects("lake-ingestion", "s3:PutObject") == ["curated:transactions/*", "raw:transactions/*"]
-    assert objects("fraud-detector-training", "s3:PutObject") == ["artifacts:checkpoints/fraud-detector-training/*"]
+    # Each under the team's prefix (teams/fraud/ in dev): test_teams proves no role reaches another team's.
+    assert objects("fraud-lake-ingestion", "s3:PutObject") == [
+        "curated:teams/fraud/transactions/*", "raw:teams/fraud/transactions/*"]
+    assert objects("fraud-detector-training", "s3:PutObject") == [
+        "artifacts:teams/fraud/checkpoints/fraud-detector-training/*"]
     assert objects("fraud-detector-training", "s3:GetObject") == [
-        "artifacts:checkpoints/fraud-detector-training/*", "curated:transactions/*"]
+        "artifacts:teams/fraud/checkpoints/fraud-detector-training/*", "curated:teams/fraud/transactions/*"]
     assert objects("fraud-detector-drift", "s3:PutObject") == []
     assert "fraud-detector" not in roles  # serving needs no S3 (models come through MLflow) and no MSK in dev
 
 
 def test_ingestion_replicas_follow_config():
     for stack, n in (("dev", 1), ("staging", 2), ("prod", 6)):
-        deploy = stack_plan(stack).one("kubernetes:apps/v1:Deployment", "lake-ingestion-deployment")
+        deploy = stack_plan(stack).one("kubernetes:apps/v1:Deployment", "fraud-lake-ingestion-deployment")
         assert deploy["inputs"]["spec"]["replicas"] == n
 
 
@@ -372,7 +407,9 @@ def test_namespaces_enforce_pod_security():
     plan = stack_plan("prod")
     levels = {n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
               for n in plan.of_type("kubernetes:core/v1:Namespace")}
-    assert levels == {"mlflow": "restricted", "ml-workloads": "restricted", "monitoring": "privileged"}
+    # Only the monitoring stack's node exporter needs the host; every team namespace is restricted.
+    assert levels == {"mlflow": "restricted", "kueue-system": "restricted", "team-fraud": "restricted",
+                      "monitoring": "privileged"}
     staging = {n["inputs"]["metadata"]["name"] for n in stack_plan("staging").of_type("kubernetes:core/v1:Namespace")}
     assert "strimzi-system" in staging
     operator = stack_plan("staging").one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]["values"]
@@ -386,7 +423,11 @@ def test_mlflow_is_reachable_only_from_its_clients():
         peers = policy["ingress"][0]["from"]
         namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers
                       if "namespaceSelector" in p]
-        assert namespaces == ["ml-workloads", "monitoring"]
+        teams = [n["inputs"]["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")
+                 if "mlplatform.io/team" in (n["inputs"]["metadata"].get("labels") or {})]
+        assert sorted(namespaces) == sorted([*teams, "monitoring"]) and teams
+        # The auth sync Job, from MLflow's own namespace.
+        assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow-auth-sync"}}} in peers
         assert [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p] == (["10.30.0.0/16"] if exposed else [])
     svc = stack_plan("prod").one("kubernetes:core/v1:Service", "mlflow-svc")["inputs"]["spec"]
     assert svc["loadBalancerSourceRanges"] == ["10.30.0.0/16"]
@@ -451,8 +492,8 @@ def test_the_database_key_outlives_the_final_snapshot_and_the_suffix_follows_rep
 
 
 @pytest.mark.parametrize("overrides, problem", [
-    ({"training": {"gpuPool": "nope"}},
-     "ml-platform:training.gpuPool: 'nope' is not a GPU pool of this stack (gpuPools: gpu-small)"),
+    (model_overrides("dev", training={"gpuPool": "nope"}),
+     "ml-platform:models[0].training.gpuPool: 'nope' is not a GPU pool of this stack (gpuPools: gpu-small)"),
     ({"kafka": {"flavor": "strimzi", "brokers": 1, "topics": {"transactions": {"replicationFactor": 3}}}},
      "ml-platform:kafka.topics.transactions.replicationFactor: 3 is more than kafka.brokers (1); a topic cannot "
      "have more replicas than brokers"),
@@ -465,14 +506,17 @@ def test_the_database_key_outlives_the_final_snapshot_and_the_suffix_follows_rep
      "the SLO could not be measured; use one of 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5"),
     ({"mlflow": {"database": {"backend": "in-cluster", "multiAz": True}}},
      "ml-platform:mlflow.database.multiAz: only applies to backend 'rds'; remove it or set backend: rds"),
-    ({"training": {"gpuPool": "gpu-small", "workers": 3}},
-     "ml-platform:training.workers: 3 workers x 1 GPUs exceed pool 'gpu-small''s limit of 2 GPUs"),
+    (model_overrides("dev", training={"gpuPool": "gpu-small", "workers": 3}),
+     "ml-platform:models[0].training.workers: 3 workers x 1 GPUs exceed pool 'gpu-small''s limit of 2 GPU units"),
     ({"ingestion": {"replicas": 9}},
      "ml-platform:ingestion.replicas: 9 consumers for 3 partitions of the transactions topic would leave some idle; "
      "lower it or add partitions"),
-    ({"serving": {"cpu": "lots"}}, "ml-platform:serving.cpu: 'lots' is not valid (e.g. 500m or 2)"),
-    ({"training": {"schedule": "every monday"}},
-     "ml-platform:training.schedule: 'every monday' is not a 5-field cron expression (e.g. '0 3 * * 1')"),
+    (model_overrides("dev", serving={"cpu": "lots"}),
+     "ml-platform:models[0].serving.cpu: 'lots' is not valid (e.g. 500m or 2)"),
+    (model_overrides("dev", training={"schedule": "every monday"}),
+     "ml-platform:models[0].training.schedule: 'every monday' is not a 5-field cron expression (e.g. '0 3 * * 1')"),
+    ({"serving": {"cpu": "1"}}, "ml-platform:serving: no longer a platform setting: each model has its own; move it "
+                                "to ml-platform:models[i].serving (README: Configuration)"),
 ])
 def test_bad_service_config_names_the_key_and_the_fix(overrides, problem):
     from platform_config import ConfigError, load_config
@@ -496,8 +540,8 @@ def test_alerts_route_to_the_webhook_without_its_url_in_helm_values():
     assert values["alertmanagerSpec"]["secrets"] == ["alertmanager-webhook"]
     assert plan.one("kubernetes:core/v1:Secret", "monitoring-alert-webhook")["inputs"]["stringData"] == SECRET
     assert "offline-webhook-token" not in json.dumps(plan.as_json())
-    inhibit = values["config"]["inhibit_rules"][-1]
-    assert inhibit["source_matchers"] == ['severity = "critical"'] and inhibit["equal"] == ["alertname"]
+    from components.monitoring import PLATFORM_INHIBIT_RULES
+    assert values["config"]["inhibit_rules"] == PLATFORM_INHIBIT_RULES
 
 
 def test_the_charts_own_inhibitions_are_kept_and_eks_control_plane_scrapes_are_off():
@@ -507,7 +551,11 @@ def test_the_charts_own_inhibitions_are_kept_and_eks_control_plane_scrapes_are_o
     defaults = chart_values("kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK_VERSION)
     assert CHART_INHIBIT_RULES == defaults["alertmanager"]["config"]["inhibit_rules"]
     values = stack_plan("dev").one("kubernetes:helm.sh/v3:Release", "monitoring-stack")["inputs"]["values"]
-    assert values["alertmanager"]["config"]["inhibit_rules"][:4] == CHART_INHIBIT_RULES
+    # One change only: a critical alert silences a warning of the same model, not every model in the namespace.
+    from components.monitoring import PLATFORM_INHIBIT_RULES
+    assert values["alertmanager"]["config"]["inhibit_rules"] == PLATFORM_INHIBIT_RULES
+    assert PLATFORM_INHIBIT_RULES[1:] == CHART_INHIBIT_RULES[1:]
+    assert PLATFORM_INHIBIT_RULES[0] == {**CHART_INHIBIT_RULES[0], "equal": ["namespace", "alertname", "model"]}
     # F04: components EKS does not expose would raise "down" alerts forever; the chart enables all four.
     for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
         assert defaults[component]["enabled"] is True and values[component] == {"enabled": False}
@@ -546,8 +594,8 @@ def test_brokers_one_per_node_spread_over_zones_and_pulumi_waits_for_kafka_and_i
     assert anti["topologyKey"] == "kubernetes.io/hostname"
     assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone"]
     # F08: workloads mount the user certificates Strimzi issues only once Kafka is up.
-    for kind, name in (("Kafka", "kafka-cluster"), ("KafkaUser", "lake-ingestion-kafka-user"),
-                       ("KafkaTopic", "kafka-topic-transactions")):
+    for kind, name in (("Kafka", "kafka-cluster"), ("KafkaUser", "team-fraud-fraud-lake-ingestion-kafka-user"),
+                       ("KafkaTopic", "kafka-topic-fraud-transactions")):
         annotations = plan.one(f"kubernetes:kafka.strimzi.io/v1:{kind}", name)["inputs"]["metadata"]["annotations"]
         assert annotations["pulumi.com/waitFor"] == "condition=Ready"
 
