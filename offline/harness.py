@@ -7,6 +7,7 @@ stacks can be planned in one process without leaking config or the root stack be
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import runpy
@@ -212,6 +213,10 @@ def run_program(stack: str, config: dict[str, str] | None = None, secret_keys: l
 def _run(stack: str, config: dict[str, str], secret_keys: list[str], program: Path | Callable[[], None],
          caller_arn: str) -> Plan:
     project = project_name()
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:  # an asyncio.run() earlier in this process leaves none, and the SDK's futures need one
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_all_config(config, secret_keys)
     region = config.get("aws:region", "us-east-1")
     mocks = PlatformMocks(region, caller_arn)
