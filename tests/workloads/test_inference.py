@@ -204,11 +204,15 @@ def test_champion_change_is_picked_up_without_failed_requests(deployment):
     name = env["MODEL_NAME"]
     v1 = client.get_model_version(name, "1")
     results: list[tuple[int, str]] = []
+    # (sent, received, version) per request: four client threads append in their own order, not the server's.
+    timeline: list[tuple[float, float, str]] = []
     stop = threading.Event()
 
     def fire():
         while not stop.is_set():
+            sent = time.monotonic()
             status, body = server.predict([FEATURES])
+            timeline.append((sent, time.monotonic(), body.get("model_version")))
             results.append((status, body.get("model_version")))
 
     threads = [threading.Thread(target=fire) for _ in range(4)]
@@ -232,8 +236,10 @@ def test_champion_change_is_picked_up_without_failed_requests(deployment):
     assert results and all(status == 200 for status, _ in results), {s for s, _ in results}
     versions = [v for _, v in results]
     assert versions[0] == "1" and versions[-1] == v2.version
-    # Once the new version answers, the old one never does again.
-    assert "1" not in versions[versions.index(v2.version) :]
+    # Once the new version has answered, the old one never does again: no request sent after the first v2 answer
+    # arrived is answered by v1.
+    first_new = min(received for _, received, v in timeline if v == v2.version)
+    assert not [v for sent, _, v in timeline if sent > first_new and v != v2.version]
     text = server.metrics()
     assert f'version="{v2.version}"}} 1.0' in text and 'version="1"}' not in text.split("inference_model_version")[-1]
 
