@@ -157,6 +157,8 @@ class Ingestor:
         self.fenced = False
         self.stopping = False
         self.puts = 0
+        # Last offset buffered per partition since the previous lag update.
+        self.lag_offsets: dict[int, int] = {}
         self.pool = ThreadPoolExecutor(config.upload_threads, thread_name_prefix="s3-put")
 
     # -------------------------------------------------------------- rebalance callbacks
@@ -226,6 +228,7 @@ class Ingestor:
                             log.warning("consumer error: %s", msg.error())
                         continue
                     self._add(msg)
+                self._update_lag()
                 self._flush_due()
             for partition in list(self.batches):
                 self.flush(partition)
@@ -253,11 +256,19 @@ class Ingestor:
             current = self.batches[partition] = PartitionBatch(self.config.topic, partition, started_at=time.monotonic())
         ts_type, ts = msg.timestamp()
         current.items.append(batching.decode(offset, msg.key(), msg.value(), ts if ts_type else None))
-        _, high = self.consumer.get_watermark_offsets(TopicPartition(self.config.topic, partition), cached=True)
-        if high is not None and high >= 0:
-            metrics.CONSUMER_LAG.labels(self.config.topic, str(partition)).set(max(high - offset - 1, 0))
+        # Lag is refreshed once per partition per consume() call (see _update_lag), not per record.
+        self.lag_offsets[partition] = offset
         if len(current.items) >= self.config.batch_records:
             self.flush(partition)
+
+    def _update_lag(self) -> None:
+        lag_offsets, self.lag_offsets = self.lag_offsets, {}
+        for partition, offset in lag_offsets.items():
+            if partition not in self.assigned:
+                continue
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.config.topic, partition), cached=True)
+            if high is not None and high >= 0:
+                metrics.CONSUMER_LAG.labels(self.config.topic, str(partition)).set(max(high - offset - 1, 0))
 
     def _flush_due(self) -> None:
         now = time.monotonic()
