@@ -35,9 +35,9 @@ policy: setup
 demo: setup
 	@$(PY) -m demo $(if $(filter json,$(FORMAT)),--format json) $(if $(HOLD),--hold)
 
-# Side-by-side benchmarks (not tests; not run in CI). FORMAT=json for JSON.
+# Side-by-side benchmarks (not tests; not run in CI). FORMAT=json for JSON; QUICK=1 for a smaller run.
 bench: setup
-	@$(PY) -m benchmarks $(if $(filter json,$(FORMAT)),--format json)
+	@$(PY) -m benchmarks $(if $(filter json,$(FORMAT)),--format json) $(if $(QUICK),--quick)
 
 # One JSON plan per stack under .plan/, e.g. to diff against another revision's.
 plans: setup

@@ -1,38 +1,94 @@
-"""Kafka to Parquet in the lake: the batching consumer against a one-record-at-a-time consumer, same broker and S3."""
+"""Kafka to Parquet in the lake, at steady state over a backlog: the batching consumer against the raw consume
+rate of the same broker and client (floor), and against a one-record-at-a-time consumer (naive), same S3.
+
+Each consumer starts on a topic already holding its whole backlog. Its rate is measured from 10 % to 90 % of the
+backlog written (read from its own Prometheus counter), so process start-up, the group join and the last partial
+batches (which wait on batch age, INGEST_BATCH_SECONDS) are all outside the window; the batch age is also set
+far beyond the run, so every batch inside the window is cut by size. After the 90 % mark the consumer is stopped
+with SIGTERM, which writes and commits what it holds.
+"""
 
 from __future__ import annotations
 
-from benchmarks.common import fill_topic, rate_until, scrape_counter
-from demo.processes import Workloads
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.common import fill_topic, is_python, peak_rss_mb, scrape_counter, steady_rate
+from demo.processes import StepError, Workloads
 from local_services import LocalServices, create_topics, free_port
+from local_services.services import TOPIC_PARTITIONS
+
+REPO = Path(__file__).resolve().parents[1]
+LOW, HIGH = 0.1, 0.9
 
 
 def curated_uri(svc: LocalServices, mode: str = "batched") -> str:
     return f"s3://{svc.buckets['curated']}/bench-{mode}/transactions/"
 
 
-def run(svc: LocalServices, workloads: Workloads, *, batched_records: int, naive_records: int) -> dict:
+def _consume(svc: LocalServices, workloads: Workloads, mode: str, topic: str, count: int, args: list[str],
+             extra: dict[str, str]) -> dict:
+    port = free_port()
+    env = {"KAFKA_TOPIC_TRANSACTIONS": topic, "KAFKA_CONSUMER_GROUP": f"bench-{mode}", "METRICS_PORT": str(port),
+           "LAKE_RAW_URI": f"s3://{svc.buckets['raw']}/bench-{mode}/transactions/",
+           "LAKE_CURATED_URI": curated_uri(svc, mode), **extra}
+    name = f"ingestion-{mode}"
+    proc = workloads.start(name, "ingestion", env, args=args)
+
+    def written() -> float:
+        workloads.check_alive(name)
+        try:
+            return scrape_counter(port, "ingestion_records_total", 'outcome="written"')
+        except OSError:
+            return 0.0
+
+    result = steady_rate(written, count, timeout_s=900, low=LOW, high=HIGH)
+    # `python -m ingestion` is the consumer process itself (no wrapper): its peak resident set over the backlog.
+    if not is_python(proc.pid):
+        raise StepError(f"{name}: pid {proc.pid} is not the python consumer process")
+    result["rss_mb"] = peak_rss_mb(proc.pid)
+    workloads.stop(name, grace_s=120)
+    return {"records": count, **result}
+
+
+def run(svc: LocalServices, workloads: Workloads, *, batched_records: int, naive_records: int,
+        raw_min_seconds: float = 3.0) -> dict:
+    from ingestion.config import IngestConfig
+
     env = svc.env()
+    # The consumer's own batch size, as it will read it from this environment (its default unless tuned).
+    extra = {"INGEST_BATCH_SECONDS": "3600"}
+    config = IngestConfig.from_env({**workloads.env, **extra, "LAKE_RAW_URI": f"s3://{svc.buckets['raw']}/x/",
+                                    "LAKE_CURATED_URI": curated_uri(svc)})
+    stuck = TOPIC_PARTITIONS * config.batch_records  # at most this many records wait in partial batches
+    if (1 - HIGH) * batched_records <= stuck:
+        raise ValueError(f"batched_records={batched_records}: the last {1 - HIGH:.0%} must exceed the "
+                         f"{stuck} records partial batches can hold, or batch age lands in the window")
     results = {}
-    for mode, count, args in (("batched", batched_records, []), ("naive", naive_records, ["--naive"])):
-        topic = f"bench-{mode}"
-        create_topics(svc.kafka_bootstrap, [topic])
-        fill_topic(env, topic, count, seed=11)
-        port = free_port()
-        workloads.start(f"ingestion-{mode}", "ingestion", {
-            "KAFKA_TOPIC_TRANSACTIONS": topic, "KAFKA_CONSUMER_GROUP": f"bench-{mode}", "METRICS_PORT": str(port),
-            "LAKE_RAW_URI": f"s3://{svc.buckets['raw']}/bench-{mode}/transactions/",
-            "LAKE_CURATED_URI": curated_uri(svc, mode)}, args=args)
 
-        def written() -> float:
-            workloads.check_alive(f"ingestion-{mode}")
-            try:
-                return scrape_counter(port, "ingestion_records_total", 'outcome="written"')
-            except OSError:
-                return 0.0
+    topic = "bench-batched"
+    create_topics(svc.kafka_bootstrap, [topic])
+    fill_s = fill_topic(env, topic, batched_records, seed=11)
+    print(f"  filled {batched_records} records in {fill_s:.1f} s", file=sys.stderr)
+    # Floor first, on its own consumer group: the same backlog, read as fast as the client can.
+    raw = subprocess.run([sys.executable, "-m", "benchmarks.raw_consume", "--topic", topic, "--group", "bench-raw",
+                          "--count", str(batched_records), "--low", str(LOW), "--high", str(HIGH),
+                          "--min-seconds", str(raw_min_seconds)],
+                         cwd=REPO, env=workloads.env, capture_output=True, text=True, timeout=900)
+    if raw.returncode != 0:
+        raise StepError(f"raw consume failed ({raw.returncode}):\n{raw.stderr[-2000:]}")
+    results["raw_consume"] = json.loads(raw.stdout.strip().splitlines()[-1])
+    results["ours"] = _consume(svc, workloads, "batched", topic, batched_records, [], extra)
+    results["ours"]["fill_s"] = round(fill_s, 1)
+    results["ours"]["batch_records"] = config.batch_records
 
-        rate, seconds = rate_until(written, count, timeout_s=600)
-        workloads.stop(f"ingestion-{mode}")
-        results[mode] = {"records": count, "seconds": round(seconds, 2), "records_per_s": round(rate, 1)}
-    results["speedup"] = round(results["batched"]["records_per_s"] / results["naive"]["records_per_s"], 1)
+    topic = "bench-naive"
+    create_topics(svc.kafka_bootstrap, [topic])
+    fill_topic(env, topic, naive_records, seed=11)
+    results["naive"] = _consume(svc, workloads, "naive", topic, naive_records, ["--naive"], {})
+
+    results["ratio_to_raw"] = round(results["ours"]["records_per_s"] / results["raw_consume"]["records_per_s"], 3)
+    results["speedup"] = round(results["ours"]["records_per_s"] / results["naive"]["records_per_s"], 1)
     return results
