@@ -97,6 +97,8 @@ def problems(plan: Plan, cfg: PlatformConfig) -> list[str]:
                         found.append(f"{team.namespace} role {role} may list {other.name}'s {area} data "
                                      f"({other.lake_prefix})")
                 if cluster_arn:
+                    # MSK's documented topic and group ARN formats, written out here rather than taken from
+                    # components/kafka_msk.py, so a mistake there cannot hide from this check.
                     for topic in sorted(topics):
                         arn = cluster_arn.replace(":cluster/", ":topic/", 1) + f"/{topic}"
                         for action in KAFKA_ACTIONS:

@@ -12,7 +12,6 @@ from offline import team_boundaries
 from offline.harness import STACKS, Plan, run_program, stack_config
 from platform_config.load import load_config
 from platform_config.model import PlatformConfig
-from platform_config.services_model import TOPIC_ROLES
 from tests.conftest import stack_plan
 
 K8S = "kubernetes:"

@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.schema import (
     CHANNELS,
-    FEATURE_FIELDS,
     ID_FIELDS,
     LABEL,
     MERCHANT_CATEGORIES,
