@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low", type=float, default=0.1)
     parser.add_argument("--high", type=float, default=0.9)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--num-messages", type=int, default=0, help="per consume() call (default: the consumer's)")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="read the backlog again until the "
                         "measured windows add up to this")
     args = parser.parse_args(argv)
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from common.kafka_config import consumer_config
+    from ingestion.consumer import CONSUME_MESSAGES
 
     low, high = int(args.low * args.count), int(args.high * args.count)
     deadline = time.monotonic() + args.timeout
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             seen, low_at, high_at = 0, None, None
             while high_at is None and time.monotonic() < deadline:
                 # The same batch size and timeout as the batching consumer's loop.
-                for msg in consumer.consume(num_messages=1000, timeout=0.25):
+                for msg in consumer.consume(num_messages=args.num_messages or CONSUME_MESSAGES, timeout=0.25):
                     if msg.error() is None:
                         seen += 1
                         if low_at is None and seen >= low:

@@ -87,9 +87,10 @@ def list_keys(prefix: S3Uri, suffix: str = "") -> Iterator[S3Uri]:
                 yield S3Uri(prefix.bucket, obj["Key"])
 
 
-def table_to_parquet_bytes(table: pa.Table) -> bytes:
+def table_to_parquet_bytes(table: pa.Table, *, dictionary: bool | list[str] = True) -> bytes:
+    """Zstandard-compressed Parquet; ``dictionary`` names the columns worth dictionary-encoding (default: all)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary)
     return sink.getvalue()
 
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
+from common import lake
 from common.schema import parse_event_time, records_to_table, validate_record
 
 MAX_ERROR_CHARS = 1000
+# Dictionary encoding only where values repeat: on unique columns (ids, amounts, the raw JSON) it costs time and bytes.
+RAW_DICTIONARY_COLUMNS = ["kafka_topic"]
+CURATED_DICTIONARY_COLUMNS = ["merchant_category", "channel", "country", "card_country"]
 
 RAW_SCHEMA = pa.schema(
     [
@@ -73,28 +77,6 @@ def decode(offset: int, key: bytes | None, value: bytes | None, timestamp_ms: in
     return item
 
 
-@dataclass
-class PartitionBatch:
-    topic: str
-    partition: int
-    items: list[Decoded] = field(default_factory=list)
-    started_at: float = 0.0  # monotonic time of the first item
-
-    @property
-    def first_offset(self) -> int:
-        return self.items[0].offset
-
-    @property
-    def last_offset(self) -> int:
-        return self.items[-1].offset
-
-    def valid(self) -> list[Decoded]:
-        return [i for i in self.items if i.record is not None]
-
-    def bad(self) -> list[Decoded]:
-        return [i for i in self.items if i.error is not None]
-
-
 def file_name(topic: str, partition: int, first: int, last: int) -> str:
     # Only offsets go into the name: replaying the same offsets yields the same key and overwrites it.
     return f"{topic}-p{partition}-{first}-{last}.parquet"
@@ -129,3 +111,11 @@ def raw_table(topic: str, partition: int, items: list[Decoded]) -> pa.Table:
 
 def curated_table(items: list[Decoded]) -> pa.Table:
     return records_to_table([i.record for i in items])
+
+
+def encode_raw(table: pa.Table) -> bytes:
+    return lake.table_to_parquet_bytes(table, dictionary=RAW_DICTIONARY_COLUMNS)
+
+
+def encode_curated(table: pa.Table) -> bytes:
+    return lake.table_to_parquet_bytes(table, dictionary=CURATED_DICTIONARY_COLUMNS)

@@ -20,6 +20,7 @@ class IngestConfig:
     batch_seconds: float
     session_timeout_ms: int
     upload_threads: int
+    encode_threads: int
     metrics_port: int
     # Fault injection for the crash-recovery tests: SIGKILL itself after this many data-file PUTs (0 = off).
     kill_after_puts: int
@@ -48,6 +49,8 @@ class IngestConfig:
             batch_seconds=env.float("INGEST_BATCH_SECONDS", 30.0, minimum=0.05, maximum=3600),
             session_timeout_ms=env.int("INGEST_SESSION_TIMEOUT_MS", 6000, minimum=1000, maximum=300_000),
             upload_threads=env.int("INGEST_UPLOAD_THREADS", 8, minimum=1, maximum=64),
+            # Decoding and Parquet encoding release the GIL for most of their work: one thread per core is right.
+            encode_threads=env.int("INGEST_ENCODE_THREADS", 2, minimum=1, maximum=64),
             metrics_port=env.int("METRICS_PORT", 9100, minimum=0, maximum=65535),
             kill_after_puts=env.int("INGEST_FAULT_KILL_AFTER_PUTS", 0, minimum=0),
             hold_commit_file=env.str("INGEST_FAULT_HOLD_COMMIT_FILE", ""),

@@ -7,11 +7,16 @@ partition, [first, last], cut by size (INGEST_BATCH_RECORDS) or age (INGEST_BATC
 one file per event-time hour under both lake prefixes, named ``<topic>-p<partition>-<first>-<last>.parquet``,
 so its keys are a function of its offsets alone. Each batch goes through, in order:
 
-1. produce its bad records to the dead-letter topic and wait for every delivery;
-2. PUT the partition's marker object listing every key this batch will write (state.py), once a re-commit of
-   offset ``first`` has shown the group has not moved on (see "Assumption");
+1. re-commit offset ``first`` to check that the group has not moved on (see "Assumption"), then produce its bad
+   records to the dead-letter topic and wait for every delivery;
+2. PUT the partition's marker object listing every key this batch will write (state.py);
 3. PUT the data files;
 4. commit offset ``last + 1`` for that partition (synchronously).
+
+A partition's batches take these steps one at a time: a batch starts step 1 only once the batch before it in the
+same partition has committed (or was dropped). Decoding and encoding run ahead of that, and other partitions'
+batches overlap with it (pipeline.py), so the order below holds per partition while the consumer keeps every core
+busy.
 
 A crash can stop this anywhere. On restart the group resumes at the committed offset R. Before the first
 record of a partition is buffered after (re)assignment, the consumer reads that partition's marker:
@@ -54,53 +59,33 @@ owner token). Dead-letter records are at-least-once: a replayed batch produces i
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
+from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from common import lake
 from common.kafka_config import consumer_config, producer_config
-from common.lake import S3Uri
 
-from . import batch as batching
 from . import metrics, state
-from .batch import Decoded, PartitionBatch
+from .batch import Decoded
 from .config import IngestConfig
+from .pipeline import (LOST_GENERATION_CODES, BatchPipeline, CutBatch, GroupState, Records, log_drop,  # noqa: F401
+                       lost_partition_reason)
+
+# Messages asked of each consume() call. librdkafka waits for this many (or the timeout), so more than a fetch holds
+# stalls the loop: 5000 read a backlog at half the rate of 1000 here. The raw-consume floor in
+# benchmarks/ uses the same number.
+CONSUME_MESSAGES = 1000
+# How many cut batches of one partition may be on their way to the lake before the poll loop waits for the oldest.
+MAX_BATCHES_IN_FLIGHT = 4
 
 log = logging.getLogger("ingestion")
 
 
 class DeadLetterError(RuntimeError):
     pass
-
-
-# The coordinator rejected the commit because this member's generation is over: the group has moved on and
-# the offsets were not stored. Member-level, not partition-level: every other commit in the same generation
-# fails the same way. FENCED_INSTANCE_ID only occurs with static membership (group.instance.id); librdkafka
-# also raises it as a fatal error, which stops the main loop. _ASSIGNMENT_LOST comes from commits of the
-# current assignment; _STATE is left out on purpose: it also means a closed or misused consumer.
-LOST_GENERATION_CODES = frozenset(
-    {
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.FENCED_INSTANCE_ID,
-        KafkaError.STALE_MEMBER_EPOCH,  # the KIP-848 consumer protocol's ILLEGAL_GENERATION
-        KafkaError.FENCED_MEMBER_EPOCH,  # ... and its UNKNOWN_MEMBER_ID
-        KafkaError._ASSIGNMENT_LOST,
-    }
-)
-
-
-def lost_partition_reason(exc: BaseException) -> str | None:
-    """The error's name if a failed commit means "these partitions are no longer yours", else None (fatal)."""
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    if isinstance(error, KafkaError) and error.code() in LOST_GENERATION_CODES:
-        return error.name()
-    return None
 
 
 class DeadLetters:
@@ -144,54 +129,56 @@ class Ingestor:
         self.consumer = consumer or Consumer(
             consumer_config(config.group, **{"session.timeout.ms": config.session_timeout_ms})
         )
-        self.dead_letters = DeadLetters(config.dead_letter_topic, producer or Producer(producer_config()))
-        self.batches: dict[int, PartitionBatch] = {}
+        self.group = GroupState()
+        self.pipeline = BatchPipeline(config, self.consumer,
+                                      DeadLetters(config.dead_letter_topic, producer or Producer(producer_config())),
+                                      self.group)
+        self.buffers: dict[int, PartitionBuffer] = {}
         self.assigned: set[int] = set()
         # Partitions (re)assigned whose marker has not been checked yet.
         self.unchecked: set[int] = set()
         # Files of an uncommitted batch deleted on recovery, deleted once more just before this partition's
         # first write: a member that lost the partition mid-upload may have stored one after the first pass.
         self.reclean: dict[int, tuple[str, ...]] = {}
-        # Set when the coordinator rejected a commit (lost_partition_reason): until the next assignment,
-        # records are not buffered and batches are not written, because nothing could be committed.
-        self.fenced = False
         self.stopping = False
-        self.puts = 0
         # Last offset buffered per partition since the previous lag update.
         self.lag_offsets: dict[int, int] = {}
-        self.pool = ThreadPoolExecutor(config.upload_threads, thread_name_prefix="s3-put")
 
-    # -------------------------------------------------------------- rebalance callbacks
+    # -------------------------------------------------------------- rebalance callbacks (run inside consume())
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
-        # Eager protocol: every rebalance revokes everything and assigns afresh, so a fence from the previous
-        # generation ends here and each partition resumes from its committed offset.
-        self.fenced = False
+        # Eager protocol: every rebalance revokes (or loses) everything first, and those callbacks drained the
+        # pipeline, so nothing of the previous generation is still being written when this one starts.
+        self.pipeline.drain(list(self.pipeline.queues))
+        self.group.generation += 1
         for tp in partitions:
             self.assigned.add(tp.partition)
             self.unchecked.add(tp.partition)
         log.info("assigned partitions %s", [tp.partition for tp in partitions])
 
     def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
-        # Hand over cleanly: write and commit what we hold, so the next owner does not re-read it. A flush
-        # whose commit is rejected fences the rest, which are then dropped unwritten.
-        in_flight = sum(1 for tp in partitions if tp.partition in self.batches)
-        for tp in partitions:
-            if tp.partition in self.batches:
-                if self.fenced:
-                    self._drop(tp.partition, "generation already over")
-                else:
-                    self.flush(tp.partition)
-            self._forget(tp.partition)
-        log.info("revoked partitions %s (%d batch(es) in flight)", [tp.partition for tp in partitions], in_flight)
+        # Hand over cleanly: write and commit what we hold, so the next owner does not re-read it. A write whose
+        # commit is rejected fences the rest, which are then dropped unwritten.
+        revoked = [tp.partition for tp in partitions]
+        for partition in revoked:
+            if self.group.fenced:
+                self._drop_buffer(partition, "generation already over")
+            else:
+                self._cut(partition)
+        in_flight = sum(self.pipeline.pending(p) for p in revoked)
+        self.pipeline.drain(revoked)
+        for partition in revoked:
+            self._forget(partition)
+        log.info("revoked partitions %s (%d batch(es) in flight)", revoked, in_flight)
 
     def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
-        # Lost, not revoked: the member was dropped from the group (missed session or poll deadline), so
-        # other members may already own these partitions and be writing them. Writing our batches now
-        # would race their cleanup, and the commit would be rejected anyway.
-        self.fenced = True
+        # Lost, not revoked: the member was dropped from the group (missed session or poll deadline), so other
+        # members may already own these partitions and be writing them. Writing our batches now would race their
+        # cleanup, and the commit would be rejected anyway: batches not yet uploading are dropped.
+        self.group.fenced_generation = self.group.generation
         for tp in partitions:
-            if tp.partition in self.batches:
-                self._drop(tp.partition, "assignment lost")
+            self._drop_buffer(tp.partition, "assignment lost")
+        self.pipeline.drain([tp.partition for tp in partitions])
+        for tp in partitions:
             self._forget(tp.partition)
         log.warning("lost partitions %s", [tp.partition for tp in partitions])
 
@@ -205,12 +192,10 @@ class Ingestor:
         except KeyError:
             pass
 
-    def _drop(self, partition: int, reason: str) -> None:
-        current = self.batches.pop(partition, None)
-        if current is not None and current.items:
-            log.warning("partition %d: dropping uncommitted offsets %d-%d (%s); they are read again from the "
-                        "last commit by the partition's next owner", partition, current.first_offset,
-                        current.last_offset, reason)
+    def _drop_buffer(self, partition: int, reason: str) -> None:
+        buffer = self.buffers.pop(partition, None)
+        if buffer is not None and len(buffer.records):
+            log_drop(partition, buffer.records.offsets[0], buffer.records.offsets[-1], reason)
 
     # -------------------------------------------------------------- main loop
     def run(self) -> None:
@@ -218,48 +203,100 @@ class Ingestor:
                                 on_lost=self._on_lost)
         try:
             while not self.stopping:
-                messages = self.consumer.consume(num_messages=1000, timeout=0.25)
-                for msg in messages:
-                    if msg.error():
-                        if msg.error().fatal():
-                            # The client is unusable (e.g. fenced static member); consuming on would spin.
-                            raise KafkaException(msg.error())
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer error: %s", msg.error())
-                        continue
-                    self._add(msg)
+                # While batches are on their way, come back soon to move them on (commits happen here).
+                timeout = 0.02 if self.pipeline.pending() else 0.25
+                messages = self.consumer.consume(num_messages=CONSUME_MESSAGES, timeout=timeout)
+                if messages:
+                    self._add(messages)
                 self._update_lag()
-                self._flush_due()
-            for partition in list(self.batches):
-                self.flush(partition)
+                self._cut_due()
+                self.pipeline.advance()
+                if self.group.fenced:
+                    for partition in list(self.buffers):
+                        self._drop_buffer(partition, "the group has moved on")
+            for partition in list(self.buffers):
+                self._cut(partition)
+            self.pipeline.drain(list(self.pipeline.queues))
         except BaseException:
-            # Unwritten batches must not be flushed by the revoke callback that close() triggers: the failure
-            # that got us here would repeat. The next owner re-reads them from the last commit.
-            self.batches.clear()
+            # Unwritten batches must not be written by the revoke callback that close() triggers, nor committed
+            # after uploads still running: the failure that got us here would repeat. The next owner re-reads them.
+            self.group.aborting = True
+            self.buffers.clear()
+            try:
+                self.pipeline.drain(list(self.pipeline.queues))
+            except BaseException:  # noqa: BLE001 - the first failure is the one to report
+                log.exception("while stopping after a failure")
             raise
         finally:
             self.consumer.close()
-            self.pool.shutdown(wait=True)
+            self.pipeline.shutdown()
         log.info("stopped cleanly")
 
-    def _add(self, msg) -> None:
-        partition, offset = msg.partition(), msg.offset()
-        # A consume() call can return records fetched before a revoke it served; buffering them would start
-        # a batch for a partition that is no longer ours. When fenced, everything is read again from the
-        # last commit once the group assigns partitions anew.
-        if self.fenced or partition not in self.assigned:
+    def _add(self, messages: list[Message]) -> None:
+        if any(map(Message.error, messages)):
+            messages = self._without_errors(messages)
+            if not messages:
+                return
+        # A consume() call can return records fetched before a revoke it served; buffering them would start a
+        # batch for a partition that is no longer ours. When fenced, everything is read again from the last
+        # commit once the group assigns partitions anew.
+        if self.group.fenced:
+            for partition in list(self.buffers):
+                self._drop_buffer(partition, "the group has moved on")
             return
-        if partition in self.unchecked:
-            self._recover(partition, offset)
-        current = self.batches.get(partition)
-        if current is None:
-            current = self.batches[partition] = PartitionBatch(self.config.topic, partition, started_at=time.monotonic())
-        ts_type, ts = msg.timestamp()
-        current.items.append(batching.decode(offset, msg.key(), msg.value(), ts if ts_type else None))
-        # Lag is refreshed once per partition per consume() call (see _update_lag), not per record.
-        self.lag_offsets[partition] = offset
-        if len(current.items) >= self.config.batch_records:
-            self.flush(partition)
+        partitions = list(map(Message.partition, messages))
+        first = partitions[0]
+        if partitions.count(first) == len(partitions):  # the usual case: one fetch of one partition
+            runs = {first: messages}
+        else:
+            runs = defaultdict(list)
+            for partition, message in zip(partitions, messages):
+                runs[partition].append(message)
+        for partition, run in runs.items():
+            if partition not in self.assigned:
+                continue
+            records = Records.of(run)
+            if partition in self.unchecked:
+                self._recover(partition, records.offsets[0])
+            buffer = self.buffers.get(partition)
+            if buffer is None:
+                buffer = self.buffers[partition] = PartitionBuffer(time.monotonic())
+            buffer.records.extend(records)
+            # Lag is refreshed once per partition per consume() call (see _update_lag), not per record.
+            self.lag_offsets[partition] = records.offsets[-1]
+            while len(buffer.records) >= self.config.batch_records:
+                self._cut(partition, self.config.batch_records)
+
+    @staticmethod
+    def _without_errors(messages: list[Message]) -> list[Message]:
+        kept = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                kept.append(message)
+            elif error.fatal():
+                # The client is unusable (e.g. fenced static member); consuming on would spin.
+                raise KafkaException(error)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+        return kept
+
+    def _cut(self, partition: int, count: int | None = None) -> None:
+        """Hand the partition's first ``count`` buffered messages (default: all) to its lane as one batch."""
+        buffer = self.buffers.get(partition)
+        if buffer is None or not len(buffer.records):
+            self.buffers.pop(partition, None)
+            return
+        if count is None or count >= len(buffer.records):
+            records, buffer.records = buffer.records, Records()
+            del self.buffers[partition]
+        else:
+            records, buffer.records = buffer.records.split(count)
+            buffer.started_at = time.monotonic()
+        batch = CutBatch(self.config.topic, partition, self.group.generation, records,
+                         reclean=self.reclean.pop(partition, ()))
+        # Back-pressure: at most this many batches of a partition between the poll loop and the lake.
+        self.pipeline.submit(batch, max_queued=MAX_BATCHES_IN_FLIGHT)
 
     def _update_lag(self) -> None:
         lag_offsets, self.lag_offsets = self.lag_offsets, {}
@@ -270,116 +307,23 @@ class Ingestor:
             if high is not None and high >= 0:
                 metrics.CONSUMER_LAG.labels(self.config.topic, str(partition)).set(max(high - offset - 1, 0))
 
-    def _flush_due(self) -> None:
+    def _cut_due(self) -> None:
         now = time.monotonic()
-        for partition, current in list(self.batches.items()):
-            if now - current.started_at >= self.config.batch_seconds:
-                self.flush(partition)
-
-    def _marker_uri(self, partition: int) -> S3Uri:
-        return state.marker_uri(self.config.raw_uri, self.config.group, self.config.topic, partition)
+        for partition, buffer in list(self.buffers.items()):
+            if now - buffer.started_at >= self.config.batch_seconds:
+                self._cut(partition)
 
     def _recover(self, partition: int, resume_offset: int) -> None:
-        marker = state.read(self._marker_uri(partition))
+        marker = state.read(state.marker_uri(self.config.raw_uri, self.config.group, self.config.topic, partition))
         keys = state.orphans(marker, resume_offset)
         if keys:
             log.warning(
                 "partition %d resumes at %d inside uncommitted batch %d-%d: deleting its %d file(s)",
                 partition, resume_offset, marker.first_offset, marker.last_offset, len(keys),
             )
-            self._delete(keys)
+            self.pipeline.delete(keys)
             self.reclean[partition] = keys
         self.unchecked.discard(partition)
-
-    def _delete(self, keys: tuple[str, ...]) -> None:
-        list(self.pool.map(lambda k: lake.delete(lake.parse_s3_uri(k)), keys))
-
-    # -------------------------------------------------------------- writing one batch
-    def flush(self, partition: int) -> None:
-        current = self.batches.pop(partition, None)
-        if current is None or not current.items:
-            return
-        started = time.perf_counter()
-        topic, first, last = self.config.topic, current.first_offset, current.last_offset
-
-        bad = current.bad()
-        for item in bad:
-            self.dead_letters.send(topic, partition, item)
-        self.dead_letters.flush()  # 1. dead letters delivered before anything is committed
-
-        files: list[tuple[S3Uri, bytes]] = []
-        name = batching.file_name(topic, partition, first, last)
-        for hour, items in batching.group_by_hour(current.valid()).items():
-            raw = lake.table_to_parquet_bytes(batching.raw_table(topic, partition, items))
-            curated = lake.table_to_parquet_bytes(batching.curated_table(items))
-            files.append((self.config.raw_uri.join(hour, name), raw))
-            files.append((self.config.curated_uri.join(hour, name), curated))
-        if partition in self.reclean:
-            # Safe even if this batch reuses a key: its own file is written after this.
-            self._delete(self.reclean.pop(partition))
-        if files:
-            # Fencing probe: re-commit the offset this batch starts at (already the group's position, so
-            # nothing moves) and write nothing if the group has moved on. See "Assumption" above.
-            if not self._commit_or_fence(partition, first, first, last, "before writing"):
-                return
-            marker = state.Marker(first, last, tuple(str(uri) for uri, _ in files))
-            state.write(self._marker_uri(partition), marker)  # 2. intent before data
-            for future in [self.pool.submit(self._put, uri, data) for uri, data in files]:
-                future.result()  # 3. every file stored (raises on any failure: no commit)
-
-        if self.config.hold_commit_file:
-            self._hold_commit(partition, first, last)
-        if not self._commit_or_fence(partition, last + 1, first, last, "after writing"):  # 4.
-            return
-        valid_count = len(current.items) - len(bad)
-        metrics.RECORDS.labels(outcome="written").inc(valid_count)
-        metrics.RECORDS.labels(outcome="dead_letter").inc(len(bad))
-        metrics.FILES_WRITTEN.inc(len(files))
-        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
-        log.info("partition %d offsets %d-%d: %d written, %d dead-lettered, %d file(s)",
-                 partition, first, last, valid_count, len(bad), len(files))
-
-    def _commit_or_fence(self, partition: int, offset: int, first: int, last: int, stage: str) -> bool:
-        """Commit ``offset``; False if the coordinator says the group has moved on (then fenced, batches dropped)."""
-        try:
-            self._commit(partition, offset)
-        except KafkaException as exc:
-            reason = lost_partition_reason(exc)
-            if reason is None:
-                raise
-            # Not committed. If files were written, the marker names them as uncommitted, so the next owner
-            # deletes them before re-reading. Nothing else we hold can be committed in this generation.
-            log.warning("partition %d: commit of offsets %d-%d rejected (%s) %s: the group has moved on; its "
-                        "next owner replays them", partition, first, last, reason, stage)
-            self.fenced = True
-            for other in list(self.batches):
-                self._drop(other, f"fenced after {reason}")
-            return False
-        return True
-
-    def _commit(self, partition: int, offset: int) -> None:
-        result = self.consumer.commit(offsets=[TopicPartition(self.config.topic, partition, offset)],
-                                      asynchronous=False)
-        # A per-partition failure may come back in the result rather than as the raised error.
-        for tp in result or ():
-            if tp.error is not None:
-                raise KafkaException(tp.error)
-
-    def _hold_commit(self, partition: int, first: int, last: int) -> None:
-        path = self.config.hold_commit_file
-        if not os.path.exists(path):
-            return
-        log.warning("fault injection: holding the commit of partition %d offsets %d-%d while %s exists",
-                    partition, first, last, path)
-        deadline = time.monotonic() + 60
-        while os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def _put(self, uri: S3Uri, data: bytes) -> None:
-        lake.put_bytes(uri, data)
-        self.puts += 1
-        if self.config.kill_after_puts and self.puts >= self.config.kill_after_puts:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def install_signal_handlers(self) -> None:
         def stop(signum, _frame):
@@ -388,3 +332,11 @@ class Ingestor:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+@dataclass
+class PartitionBuffer:
+    """Messages of one partition polled and not yet cut into a batch, and when the oldest of them arrived."""
+
+    started_at: float
+    records: Records = field(default_factory=Records)
