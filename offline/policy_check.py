@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Sequence
 
 from pulumi_policy import (PolicyCustomTimeouts, PolicyProviderResource, PolicyResource, PolicyResourceOptions,
                            ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs)
+from pulumi_policy.proxy import unknown_checking_proxy
 
 from offline.harness import STACKS, Plan, run_program
 from platform_config import ConfigError
@@ -39,8 +40,10 @@ def check(plan: Plan, policies: Sequence = ALL_POLICIES) -> list[Violation]:
     found: list[Violation] = []
     custom = [r for r in plan.resources if r["custom"] and not r["type"].startswith("pulumi:providers:")]
     # Built once and shared by every policy, as the engine does for one preview.
-    resource_args = [ResourceValidationArgs(r["type"], r["inputs"], r["urn"], r["name"], _options(r),
-                                            _provider(plan, r)) for r in custom]
+    # Props wrapped as the engine wraps them (Mapping/Sequence proxies, not dicts and lists): a rule that tests for
+    # dict would pass here and fail under `pulumi preview --policy-pack` otherwise.
+    resource_args = [ResourceValidationArgs(r["type"], unknown_checking_proxy(r["inputs"]), r["urn"], r["name"],
+                                            _options(r), _provider(plan, r)) for r in custom]
     stack_resources = {a.urn: PolicyResource(a.resource_type, a.props, a.urn, a.name, a.opts, a.provider, None, [],
                                              {}) for a in resource_args}
     for r in custom:

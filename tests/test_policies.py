@@ -132,6 +132,20 @@ def test_bucket_without_versioning_is_caught_by_the_stack_rule():
         (bucket["urn"], "bucket data-lake-raw has no versioning")]
 
 
+def test_rules_get_props_as_the_engine_hands_them_over(plan):
+    # CrossGuard wraps props in Mapping/Sequence proxies (pulumi_policy/proxy.py), not dicts and lists: the offline
+    # check must too, or a rule testing isinstance(x, dict) passes here and misfires under `pulumi preview`.
+    from collections.abc import Mapping
+
+    from pulumi_policy import ResourceValidationPolicy
+
+    seen = []
+    probe = ResourceValidationPolicy(name="probe", description="records the props type",
+                                     validate=lambda args, report: seen.append(type(args.props)))
+    check(plan, [probe])
+    assert seen and all(issubclass(t, Mapping) and not issubclass(t, dict) for t in seen)
+
+
 def test_kubernetes_resource_on_the_default_provider_is_caught():
     plan = copy.deepcopy(stack_plan("dev"))
     storage = plan.one("kubernetes:storage.k8s.io/v1:StorageClass", "addons-gp3")

@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+
 from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
 from ._common import dig
@@ -11,7 +13,7 @@ def validate(args: ResourceValidationArgs, report_violation) -> None:
         report_violation("EC2NodeClass must require IMDSv2 (spec.metadataOptions.httpTokens: required)", None)
     if not all(dig(m, "ebs", "encrypted") is True for m in spec.get("blockDeviceMappings") or [{}]):
         report_violation("EC2NodeClass volumes must be encrypted", None)
-    aliases = [t.get("alias", "") for t in spec.get("amiSelectorTerms") or [] if isinstance(t, dict)]
+    aliases = [t.get("alias", "") for t in spec.get("amiSelectorTerms") or [] if isinstance(t, Mapping)]
     if any(a.endswith("@latest") for a in aliases):
         report_violation("AMI alias @latest makes node images change without a review; pin a release", None)
 
