@@ -13,6 +13,7 @@ from components.data_lake import DataLake, DataLakeArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.general_pool import GeneralPool, GeneralPoolArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
+from components.image_registry import ImageRegistry, ImageRegistryArgs
 from components.ingestion import Ingestion, IngestionArgs
 from components.kafka_msk import MskKafka, MskKafkaArgs
 from components.kafka_strimzi import StrimziKafka, StrimziKafkaArgs
@@ -53,6 +54,10 @@ network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cl
                                          account_id=account_id), opts=with_aws)
 lake = DataLake("data-lake", DataLakeArgs(config=cfg.data_lake, name_prefix=f"{project}-{stack}-",
                                           account_id=account_id), opts=with_aws)
+# The workload images: this stack's ECR repositories, which .github/workflows/images.yml pushes to, unless
+# images.registry points elsewhere.
+images = ImageRegistry("images", ImageRegistryArgs(config=cfg.services.images, name_prefix=f"{project}-{stack}",
+                                                   region=cfg.region, protect=cfg.data_lake.protect), opts=with_aws)
 cluster = Cluster("eks", ClusterArgs(config=cfg.cluster, region=cfg.region, vpc_id=network.vpc_id,
                                      subnet_ids=network.private_subnet_ids, network_ready=network.transit_routes,
                                      teams=cfg.teams), opts=with_aws)
@@ -130,7 +135,7 @@ database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
     protect=cfg.data_lake.protect, disposable=cfg.data_lake.force_destroy,
     log_retention_days=cfg.cluster.log_retention_days, depends_on=[namespaces["mlflow"]]), opts=with_aws)
 mlflow = Mlflow("mlflow", MlflowArgs(
-    config=svc.mlflow, namespace="mlflow", image=svc.images.ref("mlflow-server"), region=cfg.region,
+    config=svc.mlflow, namespace="mlflow", image=images.ref("mlflow-server"), region=cfg.region,
     backend_uri=database.uri, artifacts_bucket=lake.bucket_names["artifacts"],
     artifacts_bucket_arn=lake.bucket_arns["artifacts"], lake_kms_key_arn=lake.kms_key_arn,
     k8s_provider=cluster.provider, identity=identity, cluster_name=cluster.name, vpc_cidr=str(cfg.network.cidr),
@@ -157,18 +162,19 @@ contexts = {name: WorkloadContext(
     depends_on=[team.namespace.namespace, mlflow.credentials_secrets[name]]) for name, team in teams.items()}
 for name, ctx in contexts.items():
     Ingestion(f"{name}-lake-ingestion", IngestionArgs(context=ctx, config=svc.ingestion,
-                                                      image=svc.images.ref("ingestion")), opts=with_aws)
+                                                      image=images.ref("ingestion")), opts=with_aws)
 serving = {}
 for model in cfg.models:
     ctx = contexts[model.team]
     serving[model.name] = ModelServing(model.name, ModelServingArgs(
-        context=ctx, config=model.serving, image=model.images.serving, model_name=model.name), opts=with_aws)
+        context=ctx, config=model.serving, image=images.ref("inference", model.images.serving), model_name=model.name),
+        opts=with_aws)
     TrainingJob(f"{model.name}-training", TrainingJobArgs(
-        context=ctx, config=model.training, image=model.images.training, model_name=model.name,
+        context=ctx, config=model.training, image=images.ref("training", model.images.training), model_name=model.name,
         experiment=model.experiment, pool=next((p for p in cfg.gpu_pools if p.name == model.training.gpu_pool), None),
         queue=kueue.queue_ready(model.team)), opts=with_aws)
-    DriftMonitor(f"{model.name}-drift", DriftMonitorArgs(context=ctx, image=model.images.drift, config=model.drift),
-                 opts=with_aws)
+    DriftMonitor(f"{model.name}-drift", DriftMonitorArgs(context=ctx, image=images.ref("drift", model.images.drift),
+                                                         config=model.drift), opts=with_aws)
 
 pulumi.export("region", cfg.region)
 pulumi.export("vpcId", network.vpc_id)
@@ -179,6 +185,7 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("workloadIdentityMode", cfg.cluster.workload_identity)
 pulumi.export("dataLakeBuckets", lake.bucket_names)
 pulumi.export("dataLakeKmsKeyArn", lake.kms_key_arn)
+pulumi.export("imageRepositories", images.repository_urls)
 pulumi.export("gpuNodePools", [{"name": p.name, "instanceTypes": p.instance_types, "capacityType": p.capacity_type,
                                 "maxNodes": p.max_nodes, "maxGpus": p.max_gpus} for p in cfg.gpu_pools])
 pulumi.export("mlflowTrackingUri", mlflow.tracking_uri)

@@ -8,16 +8,17 @@ import re
 from components.observability.metric_catalog import INFERENCE_LATENCY_BUCKETS
 from platform_config.model import GpuPoolConfig
 from platform_config.reader import Section
-from platform_config.services_model import (TOPIC_ROLES, DatabaseConfig, ImagesConfig, IngestionConfig, KafkaConfig,
-                                            MlflowConfig, MonitoringConfig, ServicesConfig, ServingConfig, TopicConfig,
-                                            TrainingConfig)
+from platform_config.services_model import (PLATFORM_IMAGES, TOPIC_ROLES, DatabaseConfig, ImagesConfig,
+                                            IngestionConfig, KafkaConfig, MlflowConfig, MonitoringConfig,
+                                            ServicesConfig, ServingConfig, TopicConfig, TrainingConfig)
 from platform_config.teams_model import DEFAULT_PRIORITY_CLASS, PRIORITY_CLASSES
 
 _QUANTITY_CPU = r"[1-9][0-9]*m|[0-9]+(\.[0-9]+)?"
 _QUANTITY_MEMORY = r"[1-9][0-9]*(Mi|Gi)"
 _RETENTION = r"[1-9][0-9]*(h|d|w)"
 _REGISTRY = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64}"
+_DIGEST = r"sha256:[0-9a-f]{64}"
+_TAG = rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}|{_DIGEST}"
 # A full image reference: a registry host (it has a '.' or a port, so it is never read as a Docker Hub user), a
 # repository path, and a tag or a digest; an unpinned reference would pull whatever was pushed last.
 IMAGE_REF = (r"(?P<registry>[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]+)?)"
@@ -139,13 +140,22 @@ def _latency_bucket(s: Section, seconds: float) -> None:
 
 
 def _images(s: Section) -> ImagesConfig:
-    registry = s.string("registry", pattern=_REGISTRY, hint=" (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com)")
+    registry = s.string("registry", "", pattern=_REGISTRY,
+                        hint=" (e.g. registry.example.com/ml; leave it out to use this stack's own ECR repositories)")
     tag = s.string("tag", pattern=_TAG, hint=" (a version tag such as 1.4.2, or sha256:<64 hex digits>)")
     if tag == "latest":
         s.problems.add(s.key("tag"), "'latest' is not allowed: it makes rollouts unrepeatable; use a version tag "
                                      "or a digest")
+    digests = s.string_map("digests")
+    for name, digest in sorted(digests.items()):
+        key = f"{s.key('digests')}.{name}"
+        if name not in PLATFORM_IMAGES:
+            s.problems.add(key, f"{name!r} is not an image of the platform; use one of: {', '.join(PLATFORM_IMAGES)}")
+        elif not re.fullmatch(_DIGEST, digest):
+            s.problems.add(key, f"{digest!r} is not an image digest; use sha256:<64 lower-case hex digits>, as the "
+                                "images workflow records it")
     s.finish()
-    return ImagesConfig(registry=registry, tag=tag)
+    return ImagesConfig(registry=registry, tag=tag, digests=digests)
 
 
 def _pool(s: Section, pools: dict[str, GpuPoolConfig]) -> str:

@@ -13,7 +13,7 @@ from typing import Iterable
 from platform_config.load_services import IMAGE_REF, serving, training
 from platform_config.model import ClusterConfig, GeneralPoolConfig, GpuPoolConfig
 from platform_config.reader import IAM_PRINCIPAL, Section
-from platform_config.services_model import TOPIC_ROLES, ImagesConfig, MonitoringConfig, ServicesConfig
+from platform_config.services_model import TOPIC_ROLES, MonitoringConfig, ServicesConfig
 from platform_config.teams_model import DriftConfig, ModelConfig, ModelImages, Quota, TeamConfig, TeamQuotas
 
 # 2-20 characters: the namespace `team-<name>`, the ingestion workload `<name>-lake-ingestion` and the IAM roles
@@ -210,7 +210,7 @@ def load_models(top: Section, teams: list[TeamConfig], pools: list[GpuPoolConfig
         if team_name and team_name not in by_team:
             known = ", ".join(sorted(by_team)) if by_team else "none; add it to ml-platform:teams first"
             s.problems.add(s.key("team"), f"{team_name!r} is not a team of this stack (teams: {known})")
-        images = _images(s.section("images"), services.images)
+        images = _images(s.section("images"))
         training_section = s.section("training")
         train = training(training_section, by_pool)
         serve = serving(s.section("serving"), by_pool, services.monitoring)
@@ -230,10 +230,11 @@ def load_models(top: Section, teams: list[TeamConfig], pools: list[GpuPoolConfig
     return models
 
 
-def _images(s: Section, platform: ImagesConfig) -> ModelImages:
+def _images(s: Section) -> ModelImages:
     refs = {}
-    for key, image in (("training", "training"), ("serving", "inference"), ("drift", "drift")):
-        refs[key] = s.string(key, platform.ref(image))
+    for key in ("training", "serving", "drift"):
+        # Empty: the platform's image, whose reference needs the stack's account (components/image_registry.py).
+        refs[key] = s.string(key, "")
         if key in s.raw:
             _check_image(s, key, refs[key])
     s.finish()

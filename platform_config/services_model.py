@@ -102,16 +102,34 @@ class MonitoringConfig:
     empty keeps alerts in the Alertmanager and Grafana UIs only."""
 
 
+# The images the platform builds and deploys: one per `workloads/<name>/Dockerfile` (the images workflow builds every
+# such directory; tests/test_image_registry.py holds this list to them). These are the keys of `images.digests`.
+PLATFORM_IMAGES = ("drift", "inference", "ingestion", "mlflow-server", "training")
+
+
+def ecr_repository_name(name_prefix: str, image: str) -> str:
+    """This stack's ECR repository for `image`: `<project>-<stack>/<image>`. ECR names are unique per account and
+    region, and two stacks may share both (dev and staging do in the sample stacks)."""
+    return f"{name_prefix}/{image}"
+
+
 @dataclass(frozen=True)
 class ImagesConfig:
-    registry: str
-    """`images.registry`, required: where the workload images are pushed, e.g. <account>.dkr.ecr.<region>.amazonaws.com."""
     tag: str
     """`images.tag`, required: a version tag (never `latest`) or an `sha256:` digest."""
+    registry: str = ""
+    """`images.registry`: pull the images from `<registry>/ml-platform-<name>` instead; empty (the default): this
+    stack's own ECR repositories, `<account>.dkr.ecr.<region>.amazonaws.com/<project>-<stack>/<name>`."""
+    digests: dict[str, str] = field(default_factory=dict)
+    """`images.digests`: image name (PLATFORM_IMAGES) -> `sha256:<64 hex>`; a digest pins that image
+    (`<repository>@sha256:...`) whatever the tag says. The deploy sets them from the images workflow's output."""
 
-    def ref(self, name: str) -> str:
-        image = f"{self.registry}/ml-platform-{name}"
-        return f"{image}@{self.tag}" if self.tag.startswith("sha256:") else f"{image}:{self.tag}"
+    def ref(self, name: str, own_repository: str) -> str:
+        """What pods pull for image `name`: `own_repository` (this stack's, `<host>/<path>`) unless `registry`
+        points elsewhere; by its digest when one is pinned, else by the tag."""
+        image = f"{self.registry}/ml-platform-{name}" if self.registry else own_repository
+        digest = self.digests.get(name) or (self.tag if self.tag.startswith("sha256:") else "")
+        return f"{image}@{digest}" if digest else f"{image}:{self.tag}"
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,11 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class ModelImages:
-    """Full image references per workload; each defaults to the platform's image (`images.registry`/`images.tag`)."""
-    training: str
-    serving: str
-    drift: str
+    """A full image reference per workload that overrides the platform's; empty runs the platform's image (the
+    stack's repositories, or `images.registry`, at `images.tag` or its `images.digests` pin)."""
+    training: str = ""
+    serving: str = ""
+    drift: str = ""
 
 
 @dataclass(frozen=True)

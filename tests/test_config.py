@@ -46,7 +46,7 @@ def test_defaults_apply_when_optional_keys_are_absent():
                        # The one key a private endpoint (the default) cannot do without: where pulumi runs from.
                        f"{PROJECT}:deployerCidrs": '["10.0.64.0/24"]',
                        f"{PROJECT}:clusterAdmins": '["arn:aws:iam::123456789012:role/deploy"]',
-                       f"{PROJECT}:images": '{"registry": "registry.example.com/ml", "tag": "1.0.0"}'}, PROJECT, "x")
+                       f"{PROJECT}:images": '{"tag": "1.0.0"}'}, PROJECT, "x")
     assert str(cfg.network.cidr) == "10.0.0.0/16"
     assert cfg.network.nat_gateways == "single"
     assert cfg.cluster.endpoint_public_access is False
@@ -58,7 +58,9 @@ def test_defaults_apply_when_optional_keys_are_absent():
     assert services.kafka.flavor == "strimzi" and services.mlflow.database.backend == "rds"
     assert services.mlflow.exposure == "cluster" and services.mlflow.database.deletion_protection is True
     assert {t.name for t in services.kafka.topics.values()} == {"transactions", "predictions", "transactions-dlq"}
-    assert services.images.ref("inference") == "registry.example.com/ml/ml-platform-inference:1.0.0"
+    # No registry: the stack's own ECR repository (the caller's account, known only to the program).
+    assert (services.images.registry, services.images.digests) == ("", {})
+    assert services.images.ref("inference", "ecr.example/x/inference") == "ecr.example/x/inference:1.0.0"
     assert services.monitoring.queue_pending_minutes == 60
     assert cfg.teams == [] and cfg.models == []  # a platform with nobody on it yet is valid
 
@@ -449,10 +451,8 @@ def test_model_defaults_come_from_the_platform():
                                    monitoring={"latencySloSeconds": 0.1, "sloObjective": 0.995,
                                                "driftPsiThreshold": 0.3}), PROJECT, "dev")
     (model,) = cfg.models
-    registry = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
-    assert model.images.training == f"{registry}/ml-platform-training:0.1.0"
-    assert model.images.serving == f"{registry}/ml-platform-inference:0.1.0"
-    assert model.images.drift == f"{registry}/ml-platform-drift:0.1.0"
+    # No override: the platform's images, resolved by the program (tests/test_image_registry.py).
+    assert (model.images.training, model.images.serving, model.images.drift) == ("", "", "")
     assert (model.serving.latency_slo_seconds, model.serving.slo_objective) == (0.1, 0.995)
     assert model.drift.psi_threshold == 0.3 and model.drift.window_hours == 24
     assert model.training.priority_class == "batch" and model.training.gpu_pool == ""

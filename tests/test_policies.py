@@ -88,6 +88,20 @@ CASES = [
      "authentication mode must be API (access entries, no aws-auth ConfigMap)"),
     ("aws-kms-key-rotation", "aws:kms/key:Key", set_path("enableKeyRotation", value=False), "eks-secrets",
      "customer-managed KMS keys must rotate (enableKeyRotation: true)"),
+    ("aws-ecr-repository-hardened", "aws:ecr/repository:Repository", set_path("imageTagMutability", value="MUTABLE"),
+     "images-inference", "repository images-inference: tags must be immutable (imageTagMutability: IMMUTABLE), or a "
+                         "push can change what a tag runs"),
+    ("aws-ecr-repository-hardened", "aws:ecr/repository:Repository",
+     set_path("imageScanningConfiguration", "scanOnPush", value=False), "images-training",
+     "repository images-training: images must be scanned on push (imageScanningConfiguration.scanOnPush: true)"),
+    ("aws-ecr-repository-hardened", "aws:ecr/repository:Repository",
+     set_path("encryptionConfigurations", value=[{"encryptionType": "AES256"}]), "images-mlflow-server",
+     "repository images-mlflow-server: images must be encrypted with a customer-managed KMS key (encryptionType KMS "
+     "with a kmsKey)"),
+    ("aws-ecr-repository-hardened", "aws:ecr/repository:Repository",  # KMS without a key: the AWS-managed aws/ecr
+     set_path("encryptionConfigurations", 0, "kmsKey", value=""), "images-drift",
+     "repository images-drift: images must be encrypted with a customer-managed KMS key (encryptionType KMS with a "
+     "kmsKey)"),
     ("karpenter-node-class-hardened", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
      set_path("spec", "amiSelectorTerms", value=[{"alias": "al2023@latest"}]), None,
      "AMI alias @latest makes node images change without a review; pin a release"),
@@ -130,6 +144,23 @@ def test_bucket_without_versioning_is_caught_by_the_stack_rule():
     bucket = plan.one("aws:s3/bucket:Bucket", "data-lake-raw")
     assert [(v.urn, v.message) for v in check(plan, [RULES["aws-s3-bucket-guarded"]])] == [
         (bucket["urn"], "bucket data-lake-raw has no versioning")]
+
+
+@pytest.mark.parametrize("drop, policy", [
+    (True, None),  # no lifecycle policy at all
+    (False, {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                                         "countNumber": 500}, "action": {"type": "expire"}}]}),
+], ids=["missing", "no-untagged-rule"])
+def test_repository_without_an_untagged_expiry_is_caught_by_the_stack_rule(drop, policy):
+    plan = copy.deepcopy(stack_plan("prod"))
+    lifecycle = plan.one("aws:ecr/lifecyclePolicy:LifecyclePolicy", "images-drift")
+    if drop:
+        plan.resources.remove(lifecycle)
+    else:
+        lifecycle["inputs"]["policy"] = json.dumps(policy)
+    repository = plan.one("aws:ecr/repository:Repository", "images-drift")
+    assert [(v.urn, v.message) for v in check(plan, [RULES["aws-ecr-repository-hardened"]])] == [
+        (repository["urn"], "repository images-drift: no lifecycle policy expires its untagged images")]
 
 
 def test_rules_get_props_as_the_engine_hands_them_over(plan):

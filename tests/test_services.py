@@ -125,7 +125,7 @@ def test_mlflow_deployment_shape_per_environment():
         deploy = plan.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")["inputs"]
         assert deploy["spec"]["replicas"] == replicas
         (container,) = deploy["spec"]["template"]["spec"]["containers"]
-        assert container["image"].endswith("/ml-platform-mlflow-server:0.1.0")
+        assert container["image"].endswith(f"/ml-platform-{stack}/mlflow-server:0.1.0")
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["MLFLOW_SERVE_ARTIFACTS"] == "true"
         assert re.fullmatch(r"s3://ml-platform-\w+-artifacts-\w+/mlflow", env["MLFLOW_ARTIFACTS_DESTINATION"])

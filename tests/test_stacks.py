@@ -171,9 +171,10 @@ def test_irsa_mode_swaps_pod_identity_for_oidc_trust():
 def test_outputs_a_data_scientist_needs(stack):
     outputs = stack_plan(stack).outputs
     assert set(outputs) == {"region", "vpcId", "privateSubnetIds", "clusterName", "clusterEndpoint", "kubeconfig",
-                            "workloadIdentityMode", "dataLakeBuckets", "dataLakeKmsKeyArn", "gpuNodePools",
-                            "mlflowTrackingUri", "mlflowDatabaseBackend", "kafkaFlavor", "kafkaBootstrapServers",
-                            "kafkaTopics", "modelServingUrls", "grafanaUrl", "prometheusUrl", "teamNamespaces"}
+                            "workloadIdentityMode", "dataLakeBuckets", "dataLakeKmsKeyArn", "imageRepositories",
+                            "gpuNodePools", "mlflowTrackingUri", "mlflowDatabaseBackend", "kafkaFlavor",
+                            "kafkaBootstrapServers", "kafkaTopics", "modelServingUrls", "grafanaUrl", "prometheusUrl",
+                            "teamNamespaces"}
     assert set(outputs["dataLakeBuckets"]) == {"raw", "curated", "artifacts"}
 
 

@@ -128,6 +128,27 @@ def test_requirements_are_pinned_like_requirements_workloads(dockerfile):
         assert version == root[name], f"{requirements.relative_to(REPO)}: {name}=={version}, root pins {root[name]}"
 
 
+def test_every_image_the_platform_deploys_is_checked_here():
+    # The images the stacks run and the images workflow builds (PLATFORM_IMAGES), the MLflow server's included, are
+    # exactly the Dockerfiles these checks cover.
+    from platform_config.services_model import PLATFORM_IMAGES
+    assert [p.parent.name for p in DOCKERFILES] == list(PLATFORM_IMAGES)
+
+
+def test_pip_installs_only_what_requirements_pin(dockerfile):
+    # A version written into a RUN line would bypass requirements.txt, and with it the check above.
+    root = _pins(REPO / "requirements-workloads.txt")
+    installs = [rest for kw, rest in _instructions(dockerfile) if kw == "RUN" and "pip install" in rest]
+    assert installs, "no pip install"
+    for run in installs:
+        for command in re.split(r"&&|;", run):
+            if "pip install" in command:
+                assert "requirements.txt" in command, f"RUN {command.strip()!r}: install from requirements.txt"
+        for name, version in re.findall(r"([A-Za-z0-9][A-Za-z0-9_.\-\[\]]*)==([A-Za-z0-9][A-Za-z0-9_.+\-]*)", run):
+            assert root.get(_normalise(name)) == version, \
+                f"RUN pins {name}=={version}; requirements-workloads.txt pins {root.get(_normalise(name))}"
+
+
 def _local_module(name: str) -> Path | None:
     parts = name.split(".")
     for candidate in (WORKLOADS.joinpath(*parts).with_suffix(".py"), WORKLOADS.joinpath(*parts, "__init__.py")):
