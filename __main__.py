@@ -27,6 +27,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import Network, NetworkArgs
 from components.nvidia_device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.opencost import OpenCost, OpenCostArgs
 from components.system_nodes import SystemNodes, SystemNodesArgs
 from components.team import Team, TeamArgs, kafka_client_egress
 from components.training_job import TrainingJob, TrainingJobArgs
@@ -100,7 +101,8 @@ strimzi = svc.kafka.flavor == "strimzi"
 namespaces = {name: PlatformNamespace(name, PlatformNamespaceArgs(k8s_provider=cluster.provider, enforce=level),
                                       opts=pulumi.ResourceOptions(depends_on=on_nodes))
               for name, level in (("mlflow", "restricted"), ("monitoring", "privileged"), ("kueue-system", "restricted"),
-                                  ("kafka", "restricted"), ("strimzi-system", "restricted"))
+                                  ("kafka", "restricted"), ("strimzi-system", "restricted"),
+                                  ("opencost", "restricted"))
               if strimzi or name not in ("kafka", "strimzi-system")}
 
 # Teams: each gets a namespace with its quota and network fence; its people got their access entries with the
@@ -128,6 +130,13 @@ kueue = Kueue("kueue", KueueArgs(
     teams=cfg.teams, gpu_pools=cfg.gpu_pools, general_pool=cfg.general_pool, k8s_provider=cluster.provider,
     namespace="kueue-system", team_namespaces={n: t.namespace.namespace for n, t in teams.items()},
     monitoring_crds=[monitoring.stack_release], depends_on=[namespaces["kueue-system"], general_pool.node_pool]))
+
+# OpenCost prices what every pod holds from the cluster's Prometheus; its rules give cost per team, model and pool to
+# the Cost dashboard and check each team's monthly budget.
+OpenCost("opencost", OpenCostArgs(
+    cluster_name=cluster.name, cluster_id=cfg.cluster.name, region=cfg.region, prometheus_url=monitoring.prometheus_url,
+    k8s_provider=cluster.provider, identity=identity, teams=cfg.teams, namespace="opencost",
+    monitoring_crds=[monitoring.stack_release], depends_on=[namespaces["opencost"]]), opts=with_aws)
 
 database = MlflowDatabase("mlflow-db", MlflowDatabaseArgs(
     config=svc.mlflow.database, name_prefix=name_prefix, namespace="mlflow", k8s_provider=cluster.provider,

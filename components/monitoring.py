@@ -18,6 +18,7 @@ from components.gpu_pool import GPU_PRESENT_LABEL, GPU_TAINT
 from components.kafka_msk import scrape_specs
 from components.observability import dashboards
 from components.observability.alert_rules import PLATFORM_GROUP, rule_groups
+from components.observability.metric_catalog import ksm_label_allowlist
 from platform_config.model import GpuPoolConfig
 from platform_config.services_model import MonitoringConfig
 from platform_config.teams_model import ModelConfig
@@ -77,6 +78,9 @@ def stack_values(cfg: MonitoringConfig, storage_class: str, disposable: bool = F
         # upgrade (a version bump is a prometheus-operator CRD bump).
         "crds": {"upgradeJob": {"enabled": True}},
         **{component: {"enabled": False} for component in UNSCRAPABLE_ON_EKS},
+        # The pod and node labels the cost dashboard and rules group by (model, pool) exist on kube_pod_labels and
+        # kube_node_labels only when listed here.
+        "kube-state-metrics": {"metricLabelsAllowlist": ksm_label_allowlist()},
         "grafana": {
             "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",

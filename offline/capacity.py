@@ -271,6 +271,19 @@ ALLOWANCES: tuple[Allowance, ...] = (
                      node_selector="prometheus-node-exporter.nodeSelector",
                      tolerations="prometheus-node-exporter.tolerations", affinity="prometheus-node-exporter.affinity"),
         )),
+    Allowance(
+        "helm", "opencost", "2.5.17",
+        "opencost/opencost-helm-chart@opencost-2.5.17 charts/opencost/values.yaml (exporter.replicas 1, exporter "
+        "and ui resources requests 10m/55Mi, nodeSelector, tolerations and affinity empty) and templates/"
+        "deployment.yaml (the exporter, plus the UI container when opencost.ui.enabled; the plugin and CA "
+        "init containers and the AMP proxy are off by default)",
+        {"opencost": {"exporter": {"replicas": 1, "resources": {"requests": {"cpu": "10m", "memory": "55Mi"}}},
+                      "ui": {"enabled": True, "resources": {"requests": {"cpu": "10m", "memory": "55Mi"}}},
+                      "nodeSelector": {}, "tolerations": [], "affinity": {}}},
+        (ChartPod("opencost", (Container("opencost", "opencost.exporter.resources"),
+                               Container("opencost-ui", "opencost.ui.resources", when="opencost.ui.enabled")),
+                  replicas="opencost.exporter.replicas", node_selector="opencost.nodeSelector",
+                  tolerations="opencost.tolerations", affinity="opencost.affinity"),)),
     # EKS add-on manifests are not published; each is read from the upstream chart or manifest it is built from.
     Allowance(
         "addon", "coredns", "v1.13.2-eksbuild.1",

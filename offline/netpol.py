@@ -94,6 +94,12 @@ UNSEEN = (
            "are left out: no flow here starts from them); on the Kafka exporter: 9404 from everyone",
            "strimzi-kafka-operator 1.2.0 KafkaCluster.generateNetworkPolicy, KafkaExporter.generateNetworkPolicy; "
            "chart value generateNetworkPolicy: true"),
+    Unseen("OpenCost", "the opencost chart's Deployment in the release namespace: pods labelled "
+           "app.kubernetes.io/name=opencost (or nameOverride), app.kubernetes.io/instance=<release>, running as "
+           "serviceAccount.name, container port http on opencost.exporter.apiPort (9003); its ServiceMonitor "
+           "(opencost.metrics.serviceMonitor.enabled) scrapes /metrics there",
+           "opencost chart 2.5.17 templates/deployment.yaml, templates/servicemonitor.yaml, templates/_helpers.tpl "
+           "(opencost.selectorLabels, opencost.serviceAccountName), values.yaml"),
     Unseen("EKS Pod Identity agent", "a hostNetwork DaemonSet answering on 169.254.170.23:80/TCP",
            "AWS EKS User Guide, EKS Pod Identity agent"),
     Unseen("AWS APIs", "public endpoints (S3 through the gateway endpoint, STS, ...); 203.0.113.10 (TEST-NET-3) stands "
@@ -104,6 +110,9 @@ UNSEEN = (
 
 COREDNS_LABELS = {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}
 PROMETHEUS_CHART = "kube-prometheus-stack"
+OPENCOST_CHART = "opencost"
+OPENCOST_API_PORT = 9003  # the chart's default opencost.exporter.apiPort
+PROMETHEUS_PORT = 9090
 POD_IDENTITY_AGENT = ("169.254.170.23", 80)
 AWS_API_ADDRESS = "203.0.113.10"
 MSK_IAM_PORT = 9098
@@ -328,8 +337,31 @@ def _unseen_pods(plan: Plan) -> list[Pod]:
         if inputs.get("chart") == PROMETHEUS_CHART and (values.get("prometheus") or {}).get("enabled", True):
             ns = _known(inputs.get("namespace", "default"), "a release namespace")
             pods.append(Pod(f"Prometheus {ns} (release {inputs.get('name', r['name'])})", ns,
-                            {APP_LABEL: "prometheus"}, (Port("http-web", 9090),), group="prometheus"))
+                            {APP_LABEL: "prometheus"}, (Port("http-web", PROMETHEUS_PORT),), group="prometheus"))
+        if inputs.get("chart") == OPENCOST_CHART:
+            pods.append(_opencost_pod(r))
     return pods
+
+
+def _opencost_pod(r: dict[str, Any]) -> Pod:
+    inputs = r["inputs"]
+    values = inputs.get("values") or {}
+    ns = _known(inputs.get("namespace", "default"), "a release namespace")
+    release = _known(inputs.get("name", r["name"]), "a release name")
+    name = values.get("nameOverride") or OPENCOST_CHART
+    # opencost.fullname: the release name when it contains the chart's name, else <release>-<name>.
+    fullname = values.get("fullnameOverride") or (release if name in release else f"{release}-{name}")
+    account = (values.get("serviceAccount") or {}).get("name") or fullname
+    port = ((values.get("opencost") or {}).get("exporter") or {}).get("apiPort", OPENCOST_API_PORT)
+    return Pod(f"OpenCost {ns} (release {release})", ns, {APP_LABEL: name, "app.kubernetes.io/instance": release},
+               (Port("http", int(_known(port, "opencost.exporter.apiPort"))),),
+               service_account=_known(account, "the OpenCost service account"), group=f"opencost-{release}")
+
+
+def _opencost_scraped(plan: Plan) -> bool:
+    return any(((((r["inputs"].get("values") or {}).get("opencost") or {}).get("metrics") or {}).get(
+        "serviceMonitor") or {}).get("enabled") for r in plan.of_type(HELM_RELEASE)
+        if r["inputs"].get("chart") == OPENCOST_CHART)
 
 
 def _policy(r: dict[str, Any]) -> Policy:
@@ -670,8 +702,11 @@ def flows(plan: Plan, cluster: Cluster) -> list[Flow]:
     - the pods of one multi-pod Job -> each other on the rendezvous port of their torchrun command, and on an
       ephemeral port (NCCL, the process-group store);
     - every pod of a team namespace -> the serving pods (app.kubernetes.io/component=serving) in it on their ports;
+    - OpenCost -> CoreDNS and -> Prometheus on 9090 (its history); Prometheus -> OpenCost's API port when the chart's
+      ServiceMonitor is on;
     must stay closed: a team's pods -> another team's serving pods; a team's pods -> MLflow's database pods
-    (app.kubernetes.io/component=database in MLflow's namespace) on their ports.
+    (app.kubernetes.io/component=database in MLflow's namespace) on their ports; a team's pods -> OpenCost's API,
+    which reports every team's costs.
     """
     out: list[Flow] = []
     teams = {n for n, labels in cluster.namespaces.items() if TEAM_LABEL in labels}
@@ -725,6 +760,17 @@ def flows(plan: Plan, cluster: Cluster) -> list[Flow]:
     for monitor, target, port in monitor_targets(plan, cluster):
         if target is not None:
             out += [Flow(p, target, port, "TCP", f"scrape for {monitor}") for p in prometheus]
+    opencost = [p for p in cluster.pods if p.group.startswith("opencost-")]
+    for pod in opencost:
+        for d in dns:
+            out += [Flow(pod, d, 53, proto, "DNS") for proto in ("UDP", "TCP")]
+        out += [Flow(pod, p, PROMETHEUS_PORT, "TCP", "OpenCost's Prometheus queries") for p in prometheus]
+        api = [port.number for port in pod.ports if port.name == "http"]
+        if _opencost_scraped(plan):
+            out += [Flow(p, pod, port, "TCP", "scrape for the opencost chart's ServiceMonitor")
+                    for p in prometheus for port in api]
+        out += [Flow(t, pod, port, "TCP", "OpenCost's API: every team's costs", must=False)
+                for t in team_pods for port in api]
     groups: dict[str, list[Pod]] = {}
     for pod in cluster.pods:
         groups.setdefault(pod.group, []).append(pod)

@@ -32,6 +32,8 @@ RESERVED_LAKE_PREFIXES = ("mlflow/",)
 _TOPIC = r"[a-z0-9]([a-z0-9.-]{0,247}[a-z0-9])?"
 # Upper bounds that only catch typos; the sums against the pools are the real limits.
 _MAX_CPU, _MAX_MEMORY_GIB, _MAX_GPU_UNITS = 2000, 16000, 12800
+# A month of the largest GPU pool a stack can hold is far below this; a larger figure is a typo (cents, an extra 0).
+_MAX_MONTHLY_BUDGET_USD = 10_000_000
 INGESTION_SUFFIX = "-lake-ingestion"
 
 
@@ -47,8 +49,10 @@ def load_teams(top: Section, cluster: ClusterConfig, general: GeneralPoolConfig,
         quotas = _quotas(s.section("quotas"), by_pool)
         lake_prefix = _lake_prefix(s, f"teams/{name}/")
         topics = _topics(s)
+        budget = _monthly_budget(s)
         s.finish()
-        teams.append(TeamConfig(name=name, members=members, quotas=quotas, lake_prefix=lake_prefix, topics=topics))
+        teams.append(TeamConfig(name=name, members=members, quotas=quotas, lake_prefix=lake_prefix, topics=topics,
+                                monthly_budget_usd=budget))
 
     names = [t.name for t in teams]
     for dup in sorted({n for n in names if n and names.count(n) > 1}):
@@ -132,6 +136,11 @@ def _lake_prefix(s: Section, default: str) -> str:
         s.problems.add(key, f"{prefix!r} is inside MLflow's own artifacts area ({', '.join(RESERVED_LAKE_PREFIXES)})"
                             "; choose another prefix")
     return prefix
+
+
+def _monthly_budget(s: Section) -> float | None:
+    # Optional (absent: no budget alerts), and at least 1: a budget of 0 would page for the first cent.
+    return s.number("monthlyBudgetUsd", None, minimum=1, maximum=_MAX_MONTHLY_BUDGET_USD)  # type: ignore[arg-type]
 
 
 def _topics(s: Section) -> dict[str, str]:

@@ -51,6 +51,9 @@ class TeamConfig:
     topics: dict[str, str] = field(default_factory=dict)
     """`teams[i].topics.<role>`: the team's Kafka topic per role (TOPIC_ROLES), default `<name>.<role's default>`;
     its workloads may use only these."""
+    monthly_budget_usd: float | None = None
+    """`teams[i].monthlyBudgetUsd`, optional: what the team may spend on the cluster in a month, in USD, as OpenCost
+    prices it; the budget alerts warn at 80 % and page at 100 % of it. Absent: no budget, no budget alerts."""
 
     def __post_init__(self) -> None:
         if not self.lake_prefix:

@@ -81,3 +81,11 @@ KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
 KUEUE_VERSION = "0.19.2"
 KUEUE_IMAGE_REPOSITORY = "registry.k8s.io/kueue/kueue"
 KUEUE_IMAGE_TAG = f"v{KUEUE_VERSION}"
+
+# OpenCost: chart 2.5.17 is the newest `opencost-<version>` tag (chart-releaser's, one per published chart) in
+# opencost/opencost-helm-chart; its values.yaml pins exporter 1.120.1 by digest, which the program pins explicitly.
+OPENCOST_REPO = "https://opencost.github.io/opencost-helm-chart"
+OPENCOST_CHART_VERSION = "2.5.17"
+OPENCOST_IMAGE_REGISTRY = "ghcr.io"
+OPENCOST_IMAGE_REPOSITORY = "opencost/opencost"
+OPENCOST_IMAGE_TAG = "1.120.1@sha256:b0701f9b54e43c9abee98f5784792a5b469ca8951e87da32b161c1fa539ab0e1"

@@ -189,10 +189,21 @@ def test_condition_switches_count_and_keys_below_them_do_not_escape():
 
 def test_an_unvendored_subchart_is_named_in_the_finding():
     release = dev_release("monitoring-stack")
-    release["inputs"]["values"]["kube-state-metrics"] = {"metricLabelsAllowlist": ["pods=[*]"]}
+    release["inputs"]["values"]["prometheus-node-exporter"] = {"hostNetwork": False}
     [finding] = release_findings(release)
-    assert finding.startswith("kube-prometheus-stack 88.5.3: unknown key kube-state-metrics.metricLabelsAllowlist")
-    assert finding.endswith("subchart kube-state-metrics 8.4.0 is not vendored, vendor it with upstream/regenerate.py)")
+    assert finding.startswith("kube-prometheus-stack 88.5.3: unknown key prometheus-node-exporter.hostNetwork")
+    assert finding.endswith("subchart prometheus-node-exporter 4.56.1 is not vendored, vendor it with "
+                            "upstream/regenerate.py)")
+
+
+def test_a_vendored_subchart_is_checked_against_its_own_defaults():
+    release = dev_release("monitoring-stack")
+    ksm = release["inputs"]["values"]["kube-state-metrics"]
+    assert ksm["metricLabelsAllowlist"] and release_findings(release) == []
+    ksm["metricLabelAllowlist"] = ksm.pop("metricLabelsAllowlist")
+    assert release_findings(release) == [
+        "kube-prometheus-stack 88.5.3: unknown key kube-state-metrics.metricLabelAllowlist (closest existing key: "
+        "kube-state-metrics.metricLabelsAllowlist)"]
 
 
 def test_secret_and_unknown_values_are_leaves_and_free_form_subtrees_are_not_walked():

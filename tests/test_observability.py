@@ -19,7 +19,7 @@ from components.observability.metric_catalog import KUEUE_RESOURCE_METRICS, RECO
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.model import GpuPoolConfig, GpuSharing
 from platform_config.services_model import MonitoringConfig, ServingConfig, TrainingConfig
-from platform_config.teams_model import DriftConfig, ModelConfig, ModelImages
+from platform_config.teams_model import DriftConfig, ModelConfig, ModelImages, TeamConfig
 from tests.conftest import stack_plan
 from tests.helpers import run_component
 
@@ -42,6 +42,8 @@ RULE_TEST_MODELS = [
                 serving=ServingConfig(latency_slo_seconds=0.1, slo_objective=0.999, gpu_pool="gpu-shared"),
                 drift=DriftConfig(psi_threshold=0.1)),
 ]
+# The teams tests/promtool/cost_test.yaml is written for: fraud has a monthly budget of $1000, growth none.
+RULE_TEST_TEAMS = [TeamConfig(name="fraud", monthly_budget_usd=1000), TeamConfig(name="growth")]
 POOLS = [
     GpuPoolConfig(name="gpu-mig", instance_types=["p4d.24xlarge"], max_gpus_per_node=8, max_nodes=1,
                   sharing=GpuSharing(mig_profile="1g.10gb", units_per_gpu=4)),
@@ -56,7 +58,9 @@ def groups(cfg: MonitoringConfig = MonitoringConfig(), models=RULE_TEST_MODELS, 
 
 
 def all_rules(cfg: MonitoringConfig = MonitoringConfig(), models=RULE_TEST_MODELS) -> list[dict]:
-    return [r for g in groups(cfg, models) for r in g["rules"]]
+    """Every rule the platform ships: Monitoring's groups and OpenCost's cost group (tests/test_opencost.py runs its
+    promtool tests)."""
+    return [r for g in [*groups(cfg, models), alert_rules.cost_rule_group(RULE_TEST_TEAMS)] for r in g["rules"]]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -308,7 +312,7 @@ def test_dashboards_have_unique_panel_ids_and_the_platform_datasource():
     for board in boards().values():
         assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
         assert all(p["datasource"] == dashboards.DATASOURCE for p in board["panels"])
-    assert set(boards()) == {"ml-serving", "ml-training", "ml-kafka", "ml-cluster", "ml-queues",
+    assert set(boards()) == {"ml-serving", "ml-training", "ml-kafka", "ml-cluster", "ml-queues", "ml-cost",
                              "ml-model-fraud-detector", "ml-model-churn-predictor"}
     training = {p["title"] for p in boards()["ml-training"]["panels"]}
     assert {"GPU engine activity (training pods)", "GPU memory used", "Throughput (samples/s)", "Loss"} <= training
@@ -319,7 +323,7 @@ def test_every_alert_the_issue_names_exists_with_severity_and_summary():
     alerts = [r for r in all_rules() if "alert" in r]
     assert {r["alert"] for r in alerts} == {"InferenceLatencySLOBurn", "InferenceErrorBudgetBurn", "GpuIdle",
                                             "DataDriftDetected", "IngestionConsumerLag", "TrainingJobFailed",
-                                            "QueuedWorkloadPending"}
+                                            "QueuedWorkloadPending", "TeamBudgetForecast"}
     assert all(r["labels"]["severity"] in ("critical", "warning") and r["annotations"]["summary"] for r in alerts)
     for model in RULE_TEST_MODELS:
         own = [r for r in alerts if r["labels"].get("model") == model.name]

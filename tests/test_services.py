@@ -409,7 +409,7 @@ def test_namespaces_enforce_pod_security():
               for n in plan.of_type("kubernetes:core/v1:Namespace")}
     # Only the monitoring stack's node exporter needs the host; every team namespace is restricted.
     assert levels == {"mlflow": "restricted", "kueue-system": "restricted", "team-fraud": "restricted",
-                      "monitoring": "privileged"}
+                      "opencost": "restricted", "monitoring": "privileged"}
     staging = {n["inputs"]["metadata"]["name"] for n in stack_plan("staging").of_type("kubernetes:core/v1:Namespace")}
     assert "strimzi-system" in staging
     operator = stack_plan("staging").one("kubernetes:helm.sh/v3:Release", "kafka-operator")["inputs"]["values"]

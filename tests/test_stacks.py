@@ -112,7 +112,8 @@ def test_helm_releases_are_pinned_and_not_on_gpu_nodes_unless_meant_to(plan):
     releases = plan.of_type("kubernetes:helm.sh/v3:Release")
     strimzi = {"kafka-operator"} if plan.stack != "prod" else set()
     assert {r["name"] for r in releases} == {"karpenter", "karpenter-crd", "nvidia-device-plugin", "metrics-server",
-                                             "monitoring-stack", "monitoring-dcgm-exporter", "kueue", *strimzi}
+                                             "monitoring-stack", "monitoring-dcgm-exporter", "kueue", "opencost",
+                                             *strimzi}
     assert all(r["inputs"]["version"] for r in releases)
     assert plan.one("kubernetes:helm.sh/v3:Release", "karpenter")["inputs"]["values"]["nodeSelector"] == {
         "mlplatform.io/pool": "system"}
@@ -122,10 +123,10 @@ def test_every_workload_identity_trust_names_its_own_service_account(plan):
     roles = {r["urn"].rsplit("::", 1)[-1]: json.loads(r["inputs"]["assumeRolePolicy"])
              for r in plan.of_type("aws:iam/role:Role")}
     associations = plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-    # vpc-cni, ebs-csi, karpenter and mlflow; lake ingestion per team; training, serving and drift per model
+    # vpc-cni, ebs-csi, karpenter, mlflow and opencost; lake ingestion per team; training, serving and drift per model
     values, _ = stack_config(plan.stack)
     cfg = load_config(values, "ml-platform", plan.stack)
-    assert len(associations) == 4 + len(cfg.teams) + 3 * len(cfg.models)
+    assert len(associations) == 5 + len(cfg.teams) + 3 * len(cfg.models)
     for assoc in associations:
         condition = roles[assoc["name"]]["Statement"][0]["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/kubernetes-namespace"] == assoc["inputs"]["namespace"]

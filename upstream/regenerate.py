@@ -27,7 +27,7 @@ import yaml
 from upstream.sources import SOURCES, Source, Subchart
 
 HERE = Path(__file__).resolve().parent
-VENDORED_DIRS = ("crds", "charts")
+VENDORED_DIRS = ("crds", "charts", "schemas")
 LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING")
 
 
@@ -118,7 +118,8 @@ def dependency_version(chart_yaml: bytes, dependency: str) -> str:
 
 
 def vendor(sources: tuple[Source, ...], find: Callable[[str], Repo], out: Path) -> dict:
-    record: dict = {"files": {}, "crds": {}, "charts": {}, "notes": []}
+    # "schemas" is kept apart from "files", which lists exactly what is under crds/ and charts/.
+    record: dict = {"files": {}, "crds": {}, "charts": {}, "schemas": {}, "notes": []}
     chart_yamls: dict[str, bytes] = {}
     for source in sources:
         repo = find(source.repo)
@@ -131,11 +132,11 @@ def vendor(sources: tuple[Source, ...], find: Callable[[str], Repo], out: Path) 
         origin = {"repository": f"https://github.com/{source.repo}", "tag": tag, "commit": commit,
                   "license": license_id, "license_file": license_file}
 
-        def put(vendored: str, path: str) -> bytes:
+        def put(vendored: str, path: str, table: str = "files") -> bytes:
             content = repo.show(tag, path)
             (out / vendored).parent.mkdir(parents=True, exist_ok=True)
             (out / vendored).write_bytes(content)
-            record["files"][vendored] = {**origin, "path": path, "sha256": hashlib.sha256(content).hexdigest()}
+            record[table][vendored] = {**origin, "path": path, "sha256": hashlib.sha256(content).hexdigest()}
             return content
 
         for pattern in source.crds:
@@ -155,7 +156,10 @@ def vendor(sources: tuple[Source, ...], find: Callable[[str], Repo], out: Path) 
                 record["notes"].append(f"{source.name} {version}: Chart.yaml at {tag} says version {declared}; the tag "
                                        "pins the content, the release process sets the published chart version")
             record["charts"][f"{source.name}@{version}"] = directory
+        for path in source.files:
+            put(f"schemas/{source.name}/{posixpath.basename(path)}", path, table="schemas")
     record["files"] = dict(sorted(record["files"].items()))
+    record["schemas"] = dict(sorted(record["schemas"].items()))
     record["crds"] = dict(sorted(record["crds"].items()))
     return record
 

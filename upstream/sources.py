@@ -27,9 +27,10 @@ class Source:
     name: str  # vendored as crds/<name>-<version>/ and charts/<name>-<version>/
     repo: str  # GitHub owner/name
     version: str | Subchart
-    tag: str  # git tag, "{version}" substituted; a "*" matches exactly one existing tag
+    tag: str  # git tag (a commit where upstream tags nothing), "{version}" substituted; a "*" matches one tag
     crds: tuple[str, ...] = ()  # CRD files inside the repo (globs allowed), vendored whole
     chart: str | None = None  # chart directory inside the repo: its values.yaml and Chart.yaml are vendored
+    files: tuple[str, ...] = ()  # other data files (JSON schemas), vendored whole as schemas/<name>/<file name>
 
 
 SOURCES: tuple[Source, ...] = (
@@ -64,4 +65,15 @@ SOURCES: tuple[Source, ...] = (
            crds=tuple(f"config/components/crd/bases/kueue.x-k8s.io_{plural}.yaml"
                       for plural in ("clusterqueues", "localqueues", "resourceflavors", "workloadpriorityclasses")),
            chart="charts/kueue"),
+    # kube-prometheus-stack's kube-state-metrics, whose label allowlist the cost queries depend on.
+    Source("kube-state-metrics", "prometheus-community/helm-charts", Subchart("kube-prometheus-stack",
+                                                                              "kube-state-metrics"),
+           tag="kube-state-metrics-{version}", chart="charts/kube-state-metrics"),
+    # chart-releaser tags each published chart `opencost-<version>`.
+    Source("opencost", "opencost/opencost-helm-chart", versions.OPENCOST_CHART_VERSION, tag="opencost-{version}",
+           chart="charts/opencost"),
+    # The GitHub Actions workflow schema tests/test_workflows.py validates .github/workflows against. SchemaStore
+    # publishes no tags, so the pin is a commit; its NOTICE travels with the file as Apache-2.0 asks.
+    Source("github-workflow", "SchemaStore/schemastore", "3b6446ad8a077bac56f4a4796c0b7fd88927fc8e", tag="{version}",
+           files=("src/schemas/json/github-workflow.json", "NOTICE")),
 )

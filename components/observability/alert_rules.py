@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.observability.metric_catalog import ksm_label
 from platform_config.gpu_catalog import GPU_INSTANCE_TYPES
 from platform_config.model import GpuPoolConfig
 from platform_config.services_model import MonitoringConfig
-from platform_config.teams_model import TEAM_NAMESPACE_PREFIX, ModelConfig
+from platform_config.teams_model import TEAM_NAMESPACE_PREFIX, ModelConfig, TeamConfig
 
 TEAM_NAMESPACE_MATCH = f'namespace=~"{TEAM_NAMESPACE_PREFIX}.+"'
 EXPORTER_NAMESPACE = "monitoring"
@@ -178,6 +179,124 @@ def platform_alerting_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
                                         "borrow, or no node can hold it. See `kubectl -n {{ $labels.namespace }} "
                                         "get workloads`."}},
     ]
+
+
+# --- cost (OpenCost's prices times what each pod holds) -----------------------------------------------------------
+COST_GROUP = "cost"
+POD_COST = "platform:pod_cost_usd_per_hour"  # namespace, pod, node, resource (cpu | memory | gpu)
+POD_GPU_UNITS = "platform:pod_gpu_units"  # namespace, pod, node
+TEAM_COST, TEAM_GPU_UNITS = "platform:team_cost_usd_per_hour", "platform:team_gpu_units"  # namespace, team
+MODEL_COST, MODEL_GPU_UNITS = "platform:model_cost_usd_per_hour", "platform:model_gpu_units"  # namespace, model, team
+POOL_COST = "platform:pool_cost_usd_per_hour"  # pool: its nodes' whole price, allocated or idle
+POOL_GPU_UNITS = "platform:pool_gpu_units"  # pool
+NODE_IDLE_GPU_COST = "platform:node_idle_gpu_cost_usd_per_hour"  # node
+POOL_IDLE_GPU_COST = "platform:pool_idle_gpu_cost_usd_per_hour"  # pool
+TEAM_COST_DAY = "platform:team_cost_usd_per_hour:avg1d"
+TEAM_FORECAST = "platform:team_cost_usd:monthly_forecast"
+TEAM_BUDGET = "platform:team_monthly_budget_usd"
+# The month a forecast is for: 365 days x 24 h / 12, whatever the calendar month's length.
+HOURS_PER_MONTH = 730
+BUDGET_SEVERITIES = (("warning", 0.8), ("critical", 1.0))
+GIB = 1024 ** 3
+# Pods belong to a model through their workload's name and component (__main__.py names the workloads,
+# components/pod_spec.py `labels` labels their pods): serving is named after the model, training `<model>-training`,
+# the drift monitor `<model>-drift`; a team's lake ingestion belongs to no model. The component decides which suffix
+# to strip, so a model named `x-training` stays itself.
+POD_NAME, POD_COMPONENT = ksm_label("app.kubernetes.io/name"), ksm_label("app.kubernetes.io/component")
+MODEL_WORKLOADS = {"serving": "(.+)", "training": "(.+)-training", "monitoring": "(.+)-drift"}
+# A node's pool: its Karpenter NodePool, else the platform's own pool label (the system node group has no NodePool).
+NODEPOOL, PLATFORM_POOL = ksm_label("karpenter.sh/nodepool"), ksm_label("mlplatform.io/pool")
+
+
+def _per_model(pod_series: str) -> str:
+    """A series with namespace and pod labels, summed per model (and team)."""
+    branches = []
+    for component, workload in MODEL_WORKLOADS.items():
+        pods = (f"max by (namespace, pod, {POD_NAME}) "
+                f'(kube_pod_labels{{{TEAM_NAMESPACE_MATCH}, {POD_COMPONENT}="{component}"}})')
+        joined = f"{pod_series} * on (namespace, pod) group_left ({POD_NAME}) {pods}"
+        branches.append(f'label_replace({joined}, "model", "$1", "{POD_NAME}", "{workload}")')
+    return _with_team(f"sum by (namespace, model) ({' or '.join(branches)})")
+
+
+def _per_pool(node_series: str) -> str:
+    """A series with one `node` label per node, summed per pool."""
+    nodes = f"max by (node, {NODEPOOL}, {PLATFORM_POOL}) (kube_node_labels)"
+    joined = f"{node_series} * on (node) group_left ({NODEPOOL}, {PLATFORM_POOL}) {nodes}"
+    platform_pool = f'label_replace({joined}, "pool", "$1", "{PLATFORM_POOL}", "(.+)")'
+    return f'sum by (pool) (label_replace({platform_pool}, "pool", "$1", "{NODEPOOL}", "(.+)"))'
+
+
+def _node_price(metric: str) -> str:
+    return f"avg by (node) ({metric})"
+
+
+def cost_recording_rules(teams: list[TeamConfig]) -> list[dict[str, Any]]:
+    """What each pod, team, model and pool costs per hour at OpenCost's prices, and each team's forecast.
+
+    A pod's cost is what it holds (OpenCost's allocation: the larger of request and use for CPU and memory, the GPU
+    units requested) times its node's price for each; a pool's is its nodes' whole price, held or idle. GPU-hours
+    are integrals of the GPU-unit series (the dashboard does the sum over time)."""
+    allocations = (("cpu", "container_cpu_allocation", "node_cpu_hourly_cost"),
+                   ("memory", f"container_memory_allocation_bytes / {GIB}", "node_ram_hourly_cost"),
+                   ("gpu", "container_gpu_allocation", "node_gpu_hourly_cost"))
+    rules: list[dict[str, Any]] = [
+        {"record": POD_COST, "labels": {"resource": resource},
+         "expr": f"sum by (namespace, pod, node) ({held} * on (node) group_left () {_node_price(price)})"}
+        for resource, held, price in allocations]
+    gpu_nodes = _node_price("node_gpu_count > 0")
+    rules += [
+        {"record": POD_GPU_UNITS, "expr": "sum by (namespace, pod, node) (container_gpu_allocation)"},
+        {"record": TEAM_COST, "expr": _with_team(f"sum by (namespace) ({POD_COST}{{{TEAM_NAMESPACE_MATCH}}})")},
+        {"record": TEAM_GPU_UNITS,
+         "expr": _with_team(f"sum by (namespace) ({POD_GPU_UNITS}{{{TEAM_NAMESPACE_MATCH}}})")},
+        {"record": MODEL_COST, "expr": _per_model(POD_COST)},
+        {"record": MODEL_GPU_UNITS, "expr": _per_model(POD_GPU_UNITS)},
+        {"record": POOL_COST, "expr": _per_pool(_node_price("node_total_hourly_cost"))},
+        {"record": POOL_GPU_UNITS, "expr": _per_pool(f"sum by (node) ({POD_GPU_UNITS})")},
+        # Units a GPU node offers that no container holds; `or ... * 0` counts a node nobody uses at all.
+        {"record": NODE_IDLE_GPU_COST,
+         "expr": f"clamp_min({gpu_nodes} - (sum by (node) (container_gpu_allocation) or {gpu_nodes} * 0), 0) "
+                 f"* {_node_price('node_gpu_hourly_cost')}"},
+        {"record": POOL_IDLE_GPU_COST, "expr": _per_pool(NODE_IDLE_GPU_COST)},
+        # The forecast: the average hourly cost of the last day, for a whole month. Prometheus keeps days (3 to 15
+        # in the stacks), not the month a month-to-date sum needs, and a self-accumulating rule would lose what
+        # accrued while Prometheus was down; a day's average is stateless and still ignores a short burst.
+        {"record": TEAM_COST_DAY, "expr": f"avg_over_time({TEAM_COST}[1d])"},
+        {"record": TEAM_FORECAST, "expr": f"{TEAM_COST_DAY} * {HOURS_PER_MONTH}"},
+    ]
+    rules += [{"record": TEAM_BUDGET, "expr": f"vector({team.monthly_budget_usd:.15g})",
+               "labels": {"namespace": team.namespace, "team": team.name}}
+              for team in teams if team.monthly_budget_usd is not None]
+    return rules
+
+
+def cost_alerting_rules() -> list[dict[str, Any]]:
+    """Each team with a budget: warn when its forecast passes 80 % of it, page at 100 %. A team without a budget has
+    no budget series, so the division finds nothing to compare."""
+    ratio = f"{TEAM_FORECAST} / on (namespace) group_left () {TEAM_BUDGET}"
+
+    def dollars(series: str) -> str:  # the team's value of a series, as the alert is rendered
+        return (f'{{{{ with printf "{series}{{namespace=%q}}" $labels.namespace | query }}}}'
+                '${{ . | first | value | printf "%.0f" }}{{ end }}')
+    forecast, budget = dollars(TEAM_FORECAST), dollars(TEAM_BUDGET)
+    return [{
+        "alert": "TeamBudgetForecast",
+        "expr": f"{ratio} > {share:g}",
+        "for": "30m", "labels": {"severity": severity, "category": "cost"},
+        "annotations": {
+            "summary": "Team {{ $labels.team }} is on course to spend {{ $value | humanizePercentage }} of its monthly "
+                       "budget",
+            "description": f"At its average cost over the last 24 hours, team {{{{ $labels.team }}}} would spend "
+                           f"{forecast} in a {HOURS_PER_MONTH}-hour month, against a budget of {budget} "
+                           f"(monthlyBudgetUsd; this alert at {share:.0%}). See the Cost dashboard for its models "
+                           "and pools.",
+        }} for severity, share in BUDGET_SEVERITIES]
+
+
+def cost_rule_group(teams: list[TeamConfig]) -> dict[str, Any]:
+    """The cost rules as one group: the forecasts are recorded in the same evaluation the alerts read them."""
+    return {"name": COST_GROUP, "rules": [*cost_recording_rules(teams), *cost_alerting_rules()]}
 
 
 def check_gpu_pools(gpu_pools: list[GpuPoolConfig]) -> None:

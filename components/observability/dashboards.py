@@ -1,4 +1,4 @@
-"""Grafana dashboards as code: one per model, the fleet views (serving, training, Kafka, cluster) and the queues.
+"""Grafana dashboards as code: one per model, the fleet views (serving, training, Kafka, cluster), the queues and cost.
 
 Each dashboard is plain Grafana JSON (schemaVersion 39) built from small panel helpers; the Monitoring component
 ships them as ConfigMaps that Grafana's dashboard sidecar loads. A model's dashboard is generated for it (filtered to
@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any, Sequence
 
+from components.observability import alert_rules as rules
 from components.observability.alert_rules import (KUEUE_LEADER, TEAM_NAMESPACE_MATCH, pod_monitor_job,
                                                   serving_selector, team_namespace)
 from platform_config.model import GpuPoolConfig
@@ -295,6 +296,61 @@ def queues(gpu_pools: list[GpuPoolConfig]) -> dict[str, Any]:
     return _dashboard("ml-queues", "ML platform / Queues and GPU pools", panels)
 
 
+def _gpu_hours(series: str, by: str) -> str:
+    """GPU unit-hours over the last 7 days: the unit count sampled every 5 minutes, twelve samples to the hour."""
+    return f"sum by ({by}) (sum_over_time({series}[7d:5m])) / 12"
+
+
+def cost() -> dict[str, Any]:
+    """What the cluster costs at OpenCost's prices, per team, model and pool, and what idle GPUs cost. The series
+    are the cost rules' (alert_rules.cost_recording_rules); GPU-hours are in `nvidia.com/gpu` units, the unit of
+    the teams' quotas (a time-sliced or MIG pool has several per GPU)."""
+    usd = "currencyUSD"
+    forecast = f"{rules.TEAM_FORECAST} / on (namespace) group_left () {rules.TEAM_BUDGET}"
+    budget = _panel("bargauge", "Month forecast / budget per team (warning at 80 %, page at 100 %)",
+                    [(forecast, "{{team}}")], "percentunit", 12, 4, options={"displayMode": "basic"})
+    budget["fieldConfig"]["defaults"]["thresholds"] = {"mode": "absolute", "steps": [
+        {"color": "green", "value": None}, *({"color": "orange" if s == "warning" else "red", "value": share}
+                                            for s, share in rules.BUDGET_SEVERITIES)]}
+    panels = [
+        _panel("stat", "Cluster, $ per hour (all nodes)", [("sum(avg by (node) (node_total_hourly_cost))", "")],
+               usd, 0, 0, w=6, h=4),
+        _panel("stat", "Teams, $ per hour", [(f"sum({rules.TEAM_COST})", "")], usd, 6, 0, w=6, h=4),
+        _panel("stat", "Idle GPUs, $ per hour", [(f"sum({rules.POOL_IDLE_GPU_COST})", "")], usd, 12, 0, w=6, h=4),
+        _panel("stat", "Idle GPUs, $ in the last 24 h", [
+            (f"sum(sum_over_time({rules.POOL_IDLE_GPU_COST}[24h:5m])) / 12", "")], usd, 18, 0, w=6, h=4),
+        _panel("timeseries", "Cost per team ($ per hour)", [(f"sum by (team) ({rules.TEAM_COST})", "{{team}}")],
+               usd, 0, 4),
+        budget,
+        _panel("bargauge", "Cost per team, last 24 h", [(f"sum by (team) ({rules.TEAM_COST_DAY}) * 24", "{{team}}")],
+               usd, 0, 12, options={"displayMode": "basic"}),
+        _panel("bargauge", "Month forecast per team (last 24 h's average x 730 h)", [
+            (f"sum by (team) ({rules.TEAM_FORECAST})", "{{team}}")], usd, 12, 12, options={"displayMode": "basic"}),
+        _panel("timeseries", "GPU units held per team", [(f"sum by (team) ({rules.TEAM_GPU_UNITS})", "{{team}}")],
+               "short", 0, 20),
+        _panel("bargauge", "GPU-hours per team, last 7 days", [(_gpu_hours(rules.TEAM_GPU_UNITS, "team"), "{{team}}")],
+               "short", 12, 20, options={"displayMode": "basic"}),
+        _panel("timeseries", "Cost per model ($ per hour)", [
+            (f"sum by (team, model) ({rules.MODEL_COST})", "{{team}}/{{model}}")], usd, 0, 28),
+        _panel("bargauge", "GPU-hours per model, last 7 days", [
+            (_gpu_hours(rules.MODEL_GPU_UNITS, "team, model"), "{{team}}/{{model}}")], "short", 12, 28,
+            options={"displayMode": "basic"}),
+        _panel("timeseries", "Cost per pool ($ per hour, whole nodes, held or idle)", [
+            (f"sum by (pool) ({rules.POOL_COST})", "{{pool}}")], usd, 0, 36),
+        _panel("bargauge", "GPU-hours per pool, last 7 days", [(_gpu_hours(rules.POOL_GPU_UNITS, "pool"), "{{pool}}")],
+               "short", 12, 36, options={"displayMode": "basic"}),
+        _panel("timeseries", "Idle GPU cost per pool ($ per hour: units no pod holds)", [
+            (f"sum by (pool) ({rules.POOL_IDLE_GPU_COST})", "{{pool}}")], usd, 0, 44),
+        _panel("timeseries", "Platform services ($ per hour, by namespace)", [
+            (f'sum by (namespace) ({rules.POD_COST}{{namespace!~"{TEAM_NAMESPACE_PREFIX}.+"}})', "{{namespace}}")],
+            usd, 12, 44),
+    ]
+    board = _dashboard("ml-cost", "ML platform / Cost", panels, tags=["cost"])
+    board["description"] = ("OpenCost's list prices (on-demand, or spot for spot nodes) times what each pod holds; "
+                            "no discounts, storage, network or AWS services outside the nodes.")
+    return board
+
+
 def _dashboard(uid: str, title: str, panels: list[dict[str, Any]], tags: Sequence[str] = ()) -> dict[str, Any]:
     for i, panel in enumerate(panels, start=1):
         panel["id"] = i
@@ -306,7 +362,7 @@ def _dashboard(uid: str, title: str, panels: list[dict[str, Any]], tags: Sequenc
 def dashboards(models: list[ModelConfig], gpu_pools: list[GpuPoolConfig]) -> dict[str, dict[str, Any]]:
     """ConfigMap name -> dashboard."""
     boards = {"ml-serving": serving(), "ml-training": training(), "ml-kafka": kafka(), "ml-cluster": cluster(),
-              "ml-queues": queues(gpu_pools)}
+              "ml-queues": queues(gpu_pools), "ml-cost": cost()}
     for model in models:
         boards[f"ml-model-{model.name}"] = model_dashboard(model)
     return boards

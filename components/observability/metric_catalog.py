@@ -7,6 +7,8 @@ of silently emptying a panel.
 
 from __future__ import annotations
 
+import re
+
 # The inference server's request-latency buckets (workloads/inference/metrics.py; a workload test compares them).
 # The latency SLO threshold must be one of them, which the config loader checks.
 INFERENCE_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,23 +52,58 @@ KUEUE_RESOURCE_METRICS: set[str] = {
     "kueue_cluster_queue_weighted_share",  # fair sharing on (Configuration fairSharing)
 }
 
+# OpenCost's cost model (pkg/costmodel/metrics.go, initCostModelMetrics; the project's metrics reference,
+# opencost.io docs/integrations/metrics.md). The node_* gauges carry node, instance, instance_type, region,
+# provider_id and arch: the node's price per vCPU, per GiB of memory and per GPU unit (`nvidia.com/gpu` as the node
+# advertises it, so a time-sliced or MIG unit), its unit count and its whole price, in USD per hour. The
+# container_* gauges carry namespace, pod, container and node: max(request, usage) of CPU cores and memory bytes,
+# and the GPU units requested. The program turns OpenCost's own KSM-style metrics off (components/opencost.py), so
+# kube_pod_labels and kube_node_labels come from kube-state-metrics alone.
+OPENCOST_METRICS: set[str] = {
+    "node_cpu_hourly_cost", "node_ram_hourly_cost", "node_gpu_hourly_cost", "node_gpu_count", "node_total_hourly_cost",
+    "container_cpu_allocation", "container_memory_allocation_bytes", "container_gpu_allocation",
+}
+
+# The Kubernetes labels kube-state-metrics copies onto kube_pod_labels / kube_node_labels (its chart value
+# metricLabelsAllowlist; nothing without it): which model a pod serves, trains or watches (the workloads are named
+# after it, components/pod_spec.py `labels`) and which pool a node belongs to (Karpenter's NodePool name; the system
+# node group's and general pool's own label).
+KSM_LABEL_ALLOWLIST: dict[str, tuple[str, ...]] = {
+    "nodes": ("karpenter.sh/nodepool", "mlplatform.io/pool"),
+    "pods": ("app.kubernetes.io/name", "app.kubernetes.io/component"),
+}
+
+
+def ksm_label(kubernetes_label: str) -> str:
+    """The Prometheus label kube-state-metrics writes for a Kubernetes label: `label_` and the key with every
+    character outside [a-zA-Z0-9_] replaced by `_` (karpenter.sh/nodepool -> label_karpenter_sh_nodepool)."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", kubernetes_label)
+
+
+def ksm_label_allowlist() -> list[str]:
+    """The chart's metricLabelsAllowlist entries: `<resource>=[<label>,...]`."""
+    return [f"{resource}=[{','.join(labels)}]" for resource, labels in sorted(KSM_LABEL_ALLOWLIST.items())]
+
+
 EXPORTER_METRICS: dict[str, set[str]] = {
     # NVIDIA dcgm-exporter: the chart's exporter-metrics-config-map (deployment/templates/metrics-configmap.yaml at
     # tag 4.5.3-4.8.2, mounted over etc/default-counters.csv). DCGM_FI_DEV_GPU_UTIL is not reported for MIG
     # instances; DCGM_FI_PROF_GR_ENGINE_ACTIVE (a 0..1 ratio, a profiling "DCP" field) is, per GPU instance.
     "dcgm-exporter": {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_FB_USED",
                       "DCGM_FI_DEV_FB_FREE"},
-    # kube-state-metrics, shipped by kube-prometheus-stack. (kube_node_labels is left out: it carries no node label
-    # unless the chart's metricLabelsAllowlist names it, and the stack sets none.)
+    # kube-state-metrics, shipped by kube-prometheus-stack. kube_pod_labels and kube_node_labels carry only the
+    # Kubernetes labels KSM_LABEL_ALLOWLIST names (components/monitoring.py hands it to the chart).
     "kube-state-metrics": {"kube_job_failed", "kube_node_info", "kube_node_status_capacity",
                            "kube_pod_container_resource_requests",
                            "kube_pod_status_ready", "kube_deployment_status_replicas_available",
-                           "kube_deployment_spec_replicas", "kube_horizontalpodautoscaler_status_current_replicas"},
+                           "kube_deployment_spec_replicas", "kube_horizontalpodautoscaler_status_current_replicas",
+                           "kube_pod_labels", "kube_node_labels"},
     # The kubelet's cAdvisor endpoint, scraped by kube-prometheus-stack.
     "cadvisor": {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"},
     # Strimzi's Kafka Exporter (strimzi flavor only).
     "kafka-exporter": {"kafka_consumergroup_lag"},
     "kueue": KUEUE_METRICS | KUEUE_RESOURCE_METRICS,
+    "opencost": OPENCOST_METRICS,
 }
 
 # Series the platform's own recording rules create (alert_rules.py).
