@@ -7,6 +7,7 @@ recorded registrations (custom resources only: CrossGuard never sees component i
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any, NamedTuple, Sequence
 
@@ -60,19 +61,35 @@ def check(plan: Plan, policies: Sequence = ALL_POLICIES) -> list[Violation]:
     return found
 
 
+def verdict(stack: str, violations: Sequence[Violation] | None, error: str | None = None) -> dict[str, Any]:
+    """The JSON form: what the pull-request comment (offline/pr_comment.py) reads."""
+    return {"stack": stack, "error": error, "policies": len(ALL_POLICIES),
+            "violations": [v._asdict() for v in violations or ()]}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`make policy STACK=<s>`: the policy pack's verdict on one stack's offline plan."""
+    """`make policy STACK=<s>`: the policy pack's verdict on one stack's offline plan.
+
+    Exit codes in both formats: 0 no violation, 1 violations, 2 the plan could not be built.
+    """
     parser = argparse.ArgumentParser(description="Run the CrossGuard rules over a stack's offline plan.")
     parser.add_argument("--stack", required=True, help=f"one of {', '.join(STACKS)}")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
     try:
-        plan = run_program(parser.parse_args(argv).stack)
+        plan = run_program(args.stack)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if args.format == "json":
+            print(json.dumps(verdict(args.stack, None, str(exc)), indent=2))
         return 2
     violations = check(plan)
-    for v in violations:
-        print(f"[{v.policy}] {v.urn}\n    {v.message}")
-    print(f"{len(ALL_POLICIES)} policies, {len(violations)} violation(s)")
+    if args.format == "json":
+        print(json.dumps(verdict(args.stack, violations), indent=2))
+    else:
+        for v in violations:
+            print(f"[{v.policy}] {v.urn}\n    {v.message}")
+        print(f"{len(ALL_POLICIES)} policies, {len(violations)} violation(s)")
     return 1 if violations else 0
 
 
