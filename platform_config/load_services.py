@@ -226,7 +226,7 @@ def training(s: Section, pools: dict[str, GpuPoolConfig]) -> TrainingConfig:
 
 def _ingestion(s: Section, kafka: KafkaConfig) -> IngestionConfig:
     config = IngestionConfig(replicas=s.integer("replicas", 2, minimum=1, maximum=100),
-                             batch_records=s.integer("batchRecords", 5000, minimum=1, maximum=1_000_000))
+                             batch_records=s.integer("batchRecords", 20000, minimum=1, maximum=1_000_000))
     partitions = kafka.topics["transactions"].partitions
     if config.replicas > partitions:
         s.problems.add(s.key("replicas"), f"{config.replicas} consumers for {partitions} partitions of the "

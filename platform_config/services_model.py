@@ -184,8 +184,9 @@ class TrainingConfig:
 class IngestionConfig:
     replicas: int = 2
     """`ingestion.replicas`, default 2: consumers in the group; at most the transactions topic's partitions."""
-    batch_records: int = 5000
-    """`ingestion.batchRecords`, default 5000: records per Parquet file and commit."""
+    batch_records: int = 20000
+    """`ingestion.batchRecords`, default 20000: records per partition batch (its Parquet files and its commit). Each
+    batch costs a marker, two files and two commits whatever its size, so small ones spend the consumer on requests."""
 
 
 @dataclass(frozen=True)

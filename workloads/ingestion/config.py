@@ -45,7 +45,7 @@ class IngestConfig:
             group=env.str("KAFKA_CONSUMER_GROUP", "lake-ingestion"),
             raw_uri=uris.get("LAKE_RAW_URI", S3Uri("invalid", "")),
             curated_uri=uris.get("LAKE_CURATED_URI", S3Uri("invalid", "")),
-            batch_records=env.int("INGEST_BATCH_RECORDS", 5000, minimum=1, maximum=1_000_000),
+            batch_records=env.int("INGEST_BATCH_RECORDS", 20000, minimum=1, maximum=1_000_000),
             batch_seconds=env.float("INGEST_BATCH_SECONDS", 30.0, minimum=0.05, maximum=3600),
             session_timeout_ms=env.int("INGEST_SESSION_TIMEOUT_MS", 6000, minimum=1000, maximum=300_000),
             upload_threads=env.int("INGEST_UPLOAD_THREADS", 8, minimum=1, maximum=64),
