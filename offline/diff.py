@@ -513,12 +513,18 @@ def _cost_line(cost: dict) -> str:
     return "cost per month: " + "; ".join(parts) + bound
 
 
-def _keep_note(item: dict) -> str:
+def keep_flags(item: dict, command: str = "pulumi up") -> list[str]:
+    """What the engine does instead of a plain replacement or deletion of `item` (also the PR comment's words)."""
     flags = []
     if item.get("protect"):
-        flags.append("protected: pulumi up refuses until it is unprotected")
+        flags.append(f"protected: {command} refuses until it is unprotected")
     if item.get("retainOnDelete"):
-        flags.append("retainOnDelete: the old one is kept in the cloud, outside the stack")
+        flags.append("retainOnDelete: the old one stays in the account, outside the stack")
+    return flags
+
+
+def _keep_note(item: dict) -> str:
+    flags = keep_flags(item)
     return f"  [{'; '.join(flags)}]" if flags else ""
 
 

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from offline.diff import keep_flags
+
 MARKER = "<!-- ml-platform:pr-summary -->"
 # GitHub refuses a comment body over 65,536 characters. Counting UTF-8 bytes is never below GitHub's count, however
 # it counts characters (a character is at least one byte, and at most two UTF-16 units for four bytes).
@@ -109,11 +111,7 @@ def resource(item: dict) -> str:
 
 
 def keep_note(item: dict) -> str:
-    notes = []
-    if item.get("protect"):
-        notes.append("protected: `pulumi up` refuses until it is unprotected")
-    if item.get("retainOnDelete"):
-        notes.append("retainOnDelete: the old one stays in the account, outside the stack")
+    notes = keep_flags(item, command="`pulumi up`")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
