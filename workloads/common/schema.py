@@ -55,7 +55,7 @@ MAX_ID_LENGTH = 64
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
 # (lower bound, lower inclusive, upper bound, integer only)
-_NUMERIC_RULES: dict[str, tuple[float, bool, float, bool]] = {
+NUMERIC_RULES: dict[str, tuple[float, bool, float, bool]] = {
     "amount": (0.0, False, 50_000.0, False),
     "distance_from_home_km": (0.0, True, 20_000.0, False),
     "seconds_since_last_txn": (0.0, True, 31_536_000.0, False),
@@ -91,7 +91,7 @@ def _fmt(bound: float) -> str:
 
 
 def _check_number(name: str, value: Any) -> str | None:
-    low, low_inclusive, high, integer = _NUMERIC_RULES[name]
+    low, low_inclusive, high, integer = NUMERIC_RULES[name]
     kind = "an integer" if integer else "a number"
     expected = f"must be {kind} {'>=' if low_inclusive else '>'} {_fmt(low)} and <= {_fmt(high)}"
     # bool is an int subclass: True would silently become 1.
@@ -173,7 +173,7 @@ def validate_record(record: Any, *, require_label: bool, require_ids: bool) -> l
             problems.append(f"{name}: missing")
             continue
         value = record[name]
-        if name in _NUMERIC_RULES:
+        if name in NUMERIC_RULES:
             problem = _check_number(name, value)
         elif name == "merchant_category":
             problem = (

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from common.schema import ARROW_SCHEMA, CHANNELS, MERCHANT_CATEGORIES
+from common.schema import ARROW_SCHEMA, CHANNELS, ID_FIELDS, MAX_ID_LENGTH, MERCHANT_CATEGORIES, NUMERIC_RULES
 
 from . import batch as batching
 from .batch import RAW_SCHEMA, Decoded
@@ -42,12 +42,7 @@ _PARSE_SCHEMA = pa.schema(
 _PARSE_OPTIONS = pa_json.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore")
 _READ_OPTIONS = pa_json.ReadOptions(use_threads=False, block_size=1 << 24)
 
-_NUMERIC_BOUNDS = {  # (low, low inclusive, high), as in common.schema._NUMERIC_RULES
-    "amount": (0.0, False, 50_000.0),
-    "distance_from_home_km": (0.0, True, 20_000.0),
-    "seconds_since_last_txn": (0.0, True, 31_536_000.0),
-}
-_ID_FIELDS = ("transaction_id", "card_id", "merchant_id")
+_ID_FIELDS = tuple(name for name in ID_FIELDS if name != "event_time")
 _CATEGORIES = pa.array(MERCHANT_CATEGORIES, pa.string())
 _CHANNELS = pa.array(CHANNELS, pa.string())
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -161,7 +156,8 @@ def _parse_rows(values: list[bytes | None], rows: np.ndarray,
             continue
         if table.num_rows != len(part):  # not one object per line after all: let the exact path decide
             continue
-        parsed_rows.append(part), tables.append(table)
+        parsed_rows.append(part)
+        tables.append(table)
     if not tables:
         return np.zeros(0, dtype=np.int64), None
     rows_out = np.concatenate(parsed_rows)
@@ -189,7 +185,8 @@ def _proven(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         column = table.column(name)
         # Printable ASCII only, where the one character Python's str.strip() removes is the space (it also strips
         # \x1c-\x1f and Unicode spaces, which this leaves to the exact path).
-        ok &= _true(pc.and_(pc.and_(pc.ascii_is_printable(column), pc.less_equal(pc.binary_length(column), 64)),
+        ok &= _true(pc.and_(pc.and_(pc.ascii_is_printable(column),
+                                    pc.less_equal(pc.binary_length(column), MAX_ID_LENGTH)),
                             pc.greater(pc.binary_length(pc.utf8_trim(column, " ")), 0)))
     ok &= _true(pc.is_in(table.column("merchant_category"), value_set=_CATEGORIES))
     ok &= _true(pc.is_in(table.column("channel"), value_set=_CHANNELS))
@@ -197,13 +194,13 @@ def _proven(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         column = table.column(name)
         ok &= _true(pc.and_(pc.and_(pc.ascii_is_alpha(column), pc.ascii_is_upper(column)),
                             pc.equal(pc.binary_length(column), 2)))
-    for name, (low, low_inclusive, high) in _NUMERIC_BOUNDS.items():
-        x, present = _numbers(table.column(name), np.float64)
-        above = x > low if not low_inclusive else x >= low
-        # JSON "-0" is the integer 0 to Python (stored as 0.0), "-0.0" a negative zero: leave both to the exact path.
-        ok &= present & np.isfinite(x) & above & (x <= high) & ~((x == 0) & np.signbit(x))
-    count, present = _numbers(table.column("txn_count_1h"), np.int64)
-    ok &= present & (count >= 0) & (count <= 1000)
+    for name, (low, low_inclusive, high, integer) in NUMERIC_RULES.items():
+        # An integer field holds an int64 here: Arrow refused anything else (3.0 included) for the exact path.
+        x, present = _numbers(table.column(name), np.int64 if integer else np.float64)
+        ok &= present & (x >= low if low_inclusive else x > low) & (x <= high)
+        if not integer:
+            # JSON "-0" is the integer 0 to Python (stored as 0.0), "-0.0" a negative zero: both go to the exact path.
+            ok &= np.isfinite(x) & ~((x == 0) & np.signbit(x))
     label, present = _numbers(table.column("is_fraud"), np.int64)
     ok &= present & ((label == 0) | (label == 1))
     event_ok, micros = event_time_us(table.column("event_time"))

@@ -206,14 +206,16 @@ class Ingestor:
                 # While batches are on their way, come back soon to move them on (commits happen here).
                 timeout = 0.02 if self.pipeline.pending() else 0.25
                 messages = self.consumer.consume(num_messages=CONSUME_MESSAGES, timeout=timeout)
+                # Fenced (by a rejected commit or a lost assignment): nothing buffered can be committed in this
+                # generation; everything is read again from the last commit once the group assigns partitions anew.
+                if self.group.fenced:
+                    for partition in list(self.buffers):
+                        self._drop_buffer(partition, "the group has moved on")
                 if messages:
                     self._add(messages)
                 self._update_lag()
                 self._cut_due()
                 self.pipeline.advance()
-                if self.group.fenced:
-                    for partition in list(self.buffers):
-                        self._drop_buffer(partition, "the group has moved on")
             for partition in list(self.buffers):
                 self._cut(partition)
             self.pipeline.drain(list(self.pipeline.queues))
@@ -238,11 +240,8 @@ class Ingestor:
             if not messages:
                 return
         # A consume() call can return records fetched before a revoke it served; buffering them would start a
-        # batch for a partition that is no longer ours. When fenced, everything is read again from the last
-        # commit once the group assigns partitions anew.
+        # batch for a partition that is no longer ours (or, fenced, for a generation that is over).
         if self.group.fenced:
-            for partition in list(self.buffers):
-                self._drop_buffer(partition, "the group has moved on")
             return
         partitions = list(map(Message.partition, messages))
         first = partitions[0]
@@ -282,7 +281,7 @@ class Ingestor:
         return kept
 
     def _cut(self, partition: int, count: int | None = None) -> None:
-        """Hand the partition's first ``count`` buffered messages (default: all) to its lane as one batch."""
+        """Hand the partition's first ``count`` buffered messages (default: all) to the pipeline as one batch."""
         buffer = self.buffers.get(partition)
         if buffer is None or not len(buffer.records):
             self.buffers.pop(partition, None)

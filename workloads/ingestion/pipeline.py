@@ -67,7 +67,7 @@ def lost_partition_reason(exc: BaseException) -> str | None:
 
 @dataclass
 class GroupState:
-    """What the poll loop and the lanes share about the consumer group membership.
+    """What the consumer knows of its group membership; the poll loop and the pipeline both read it.
 
     ``generation`` counts assignments; ``fenced_generation`` is the last generation in which the coordinator rejected
     a commit or the assignment was lost. Batches cut in a fenced generation are never written nor committed.
@@ -94,8 +94,8 @@ class Records:
     """Messages of one partition, in offset order, as plain columns.
 
     A consumed ``Message`` is an object the cyclic garbage collector tracks; buffering thousands of them made it
-    rescan them all, over and over (a fifth of the consumer's CPU here). Offsets, keys, values and timestamps are
-    ints and bytes, which it ignores, so the poll loop copies them out and lets each Message go at once.
+    rescan them all, over and over (a fifth of a native profile's samples here). Offsets, keys, values and
+    timestamps are ints and bytes, which it ignores, so the poll loop copies them out and lets each Message go.
     """
 
     offsets: list[int] = field(default_factory=list)
@@ -160,7 +160,8 @@ class BatchPipeline:
     def __init__(self, config: IngestConfig, consumer: Consumer, dead_letters, group: GroupState):
         self.config, self.consumer, self.dead_letters, self.group = config, consumer, dead_letters, group
         self.encode_pool = ThreadPoolExecutor(config.encode_threads, thread_name_prefix="encode")
-        # One upload job per partition at a time, each fanning its files out to the upload pool.
+        # A partition uploads one batch at a time (its oldest), so up to 4 partitions upload at once, each fanning its
+        # files out to the upload pool.
         self.write_pool = ThreadPoolExecutor(4, thread_name_prefix="write")
         self.upload_pool = ThreadPoolExecutor(config.upload_threads, thread_name_prefix="s3-put")
         self.queues: dict[int, deque[CutBatch]] = defaultdict(deque)
@@ -173,7 +174,7 @@ class BatchPipeline:
         queue = self.queues[batch.partition]
         queue.append(batch)
         while len(queue) > max_queued:
-            self._advance(batch.partition, queue, block=True, until=len(queue) - 1)
+            self._advance(queue, block=True, until=len(queue) - 1)
 
     def pending(self, partition: int | None = None) -> int:
         if partition is not None:
@@ -182,21 +183,21 @@ class BatchPipeline:
 
     def advance(self) -> None:
         """Move every partition's batches on as far as finished work allows, without waiting."""
-        for partition, queue in list(self.queues.items()):
-            self._advance(partition, queue, block=False)
+        for queue in list(self.queues.values()):
+            self._advance(queue, block=False)
 
     def drain(self, partitions) -> None:
         """Take every batch of ``partitions`` to its end (committed, or dropped if abandoned), waiting as needed."""
         for partition in list(partitions):
             queue = self.queues.get(partition)
             if queue:
-                self._advance(partition, queue, block=True)
+                self._advance(queue, block=True)
 
     def shutdown(self) -> None:
         for pool in (self.encode_pool, self.write_pool, self.upload_pool):
             pool.shutdown(wait=True)
 
-    def _advance(self, partition: int, queue: deque, *, block: bool, until: int = 0) -> None:
+    def _advance(self, queue: deque, *, block: bool, until: int = 0) -> None:
         while len(queue) > until:
             batch = queue[0]
             if batch.upload is None:
